@@ -1,0 +1,82 @@
+"""The smoke grid end to end: every step runs, results are complete, reruns reuse, resume is exact."""
+
+import pytest
+
+import xlcore.train
+from xlcore import runs
+from xlcore.config import make_config
+from xlcore.grid import evaluation_frame, plan, run_grid
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def smoke_grid(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cfg = make_config("smoke")
+    grid = run_grid(cfg, root=root, progress=False)
+    return cfg, root, grid
+
+
+def test_every_step_completes_with_results(smoke_grid):
+    cfg, root, grid = smoke_grid
+    assert all(step.run.complete for step in grid.steps)
+    frame = evaluation_frame(grid)
+    # 2 tasks × (baseline + 2 sequential + 2 joint) models, each on en + 4 targets.
+    assert len(frame) == 2 * 5 * 5
+    assert set(frame["lang"]) == {"en", "de", "ru", "ar", "zh"}
+    assert set(frame["regime"]) == {"baseline", "sequential", "joint"}
+    assert frame["accuracy"].between(0, 1).all()
+    table = runs.results_frame(root)
+    assert {"encoder", "wordpairs", "align", "finetune", "evaluate"} >= set(table["kind"])
+    assert {"wordpairs", "align", "finetune", "evaluate"} <= set(table["kind"])
+
+
+def test_alignment_reduces_its_loss(smoke_grid):
+    _, root, _ = smoke_grid
+    aligns = runs.results_frame(root, kinds=("align",))
+    assert len(aligns) == 2
+    assert (aligns["align_loss_last"] < aligns["align_loss_first"]).all()
+
+
+def test_rerun_recomputes_nothing(smoke_grid):
+    cfg, root, grid = smoke_grid
+    again = plan(cfg, root=root)
+    assert [s.run.path for s in again.steps] == [s.run.path for s in grid.steps]
+    assert all(s.run.complete for s in again.steps)
+
+
+def test_interrupted_grid_resumes_to_identical_results(smoke_grid, tmp_path, monkeypatch):
+    cfg, _, reference = smoke_grid
+    cfg = make_config("smoke", {"tasks": ["pos"], "regimes": ["baseline", "joint"],
+                                "pairs": ["en-de"]})
+    root = tmp_path / "runs"
+    real_save = xlcore.train.atomic_torch_save
+    state = {"interrupted": 0}
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        if path.name == runs.CHECKPOINT and state["interrupted"] < 2:
+            state["interrupted"] += 1
+            raise Interrupt(f"killed after writing {path}")
+
+    monkeypatch.setattr(xlcore.train, "atomic_torch_save", save_then_die)
+    for _ in range(2):
+        with pytest.raises(Interrupt):
+            run_grid(cfg, root=root, progress=False)
+    monkeypatch.setattr(xlcore.train, "atomic_torch_save", real_save)
+    resumed = run_grid(cfg, root=root, progress=False)
+    assert state["interrupted"] == 2
+
+    uninterrupted = run_grid(cfg, root=tmp_path / "fresh", progress=False)
+    a = evaluation_frame(resumed).sort_values(["regime", "lang"]).reset_index(drop=True)
+    b = evaluation_frame(uninterrupted).sort_values(["regime", "lang"]).reset_index(drop=True)
+    assert len(a) == 2 * 5
+    assert a[["regime", "lang", "accuracy"]].equals(b[["regime", "lang", "accuracy"]])
+    logs = [s.run.metrics()["log"] for s in resumed.steps if s.run.kind == "finetune"]
+    fresh = [s.run.metrics()["log"] for s in uninterrupted.steps if s.run.kind == "finetune"]
+    assert logs == fresh  # identical per-step losses
