@@ -1,0 +1,611 @@
+"""The data module: one data root, readers for its files, and one language-code scheme.
+
+**Language codes.** Everywhere in xlalign (directory and file names of a data root, config keys
+``src_lang``/``tgt_langs``/``pairs``, run names, tables) a language is its **ISO 639-1 two-letter
+code**: ``en``, ``de``, ``zh`` … (:data:`LANGUAGES`). Upstream datasets use other schemes; they are
+mapped onto ISO 639-1 here and nowhere else: SIB-200/FLORES-200 codes (``deu_Latn``, ``zho_Hans``,
+``arb_Arab``; :data:`FLORES_CODES`), LASER/Tatoeba ISO 639-3 codes (``deu``, ``cmn``, ``ara``;
+:data:`LASER_CODES`) and NTREX-128 file codes (``deu``, ``zho-CN``, ``arb``; :data:`NTREX_CODES`).
+:func:`iso_code` turns any of them back into the ISO 639-1 code.
+
+**Data root.** A data root has the layout of ``../shared/data`` (see its README)::
+
+    ud/<lang>/{train,dev,test}.conllu    Universal Dependencies (UPOS tagging)
+    sib200/<lang>/{train,dev,test}.tsv   SIB-200 topic classification (index_id, category, text)
+    tatoeba/<lang>-en.tsv                Tatoeba retrieval pairs (en, <lang>)
+    parallel/en-<lang>.tsv               NTREX-128 pairs for alignment (id, en, <lang>)
+    parallel/ntrex_document_ids.tsv      id -> NTREX document id
+
+:func:`resolve_source` picks the root: an explicit path, else ``$XLCORE_DATA``, else the download
+folder of ``xlcore data fetch`` when it holds data, else the small built-in sample corpus
+(``xlcore/sample``, same layout, five languages). Readers raise :class:`~xlcore.errors.DataError`
+with file and line for malformed input, and parsed files are cached in-process (keyed on path, size
+and modification time). Chapter *Data and encoders* explains the data and the sample corpus.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import io
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from xlcore.errors import ConfigError, DataError
+from xlcore.paths import SAMPLE_ROOT, download_root, env_data_root
+
+UPOS: tuple[str, ...] = (
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
+    "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
+)  # fmt: skip
+"""The 17 Universal Dependencies part-of-speech tags, alphabetical (label index = position)."""
+
+SIB_LABELS: tuple[str, ...] = (
+    "science/technology", "travel", "politics", "sports", "health", "entertainment", "geography",
+)  # fmt: skip
+"""The 7 SIB-200 topic categories (label index = position)."""
+
+LANGUAGES: dict[str, str] = {
+    "en": "English", "de": "German", "fr": "French", "es": "Spanish", "ru": "Russian",
+    "ar": "Arabic", "hi": "Hindi", "zh": "Chinese", "ja": "Japanese", "tr": "Turkish",
+    "fi": "Finnish", "ko": "Korean", "vi": "Vietnamese", "he": "Hebrew", "el": "Greek",
+    "ta": "Tamil", "mr": "Marathi", "id": "Indonesian", "eu": "Basque", "af": "Afrikaans",
+    "ur": "Urdu", "fa": "Persian", "hu": "Hungarian", "it": "Italian", "pt": "Portuguese",
+    "nl": "Dutch", "bg": "Bulgarian", "et": "Estonian",
+}  # fmt: skip
+"""ISO 639-1 code → English name, for the 28 languages of the data root."""
+
+FLORES_CODES: dict[str, str] = {
+    "en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn", "ru": "rus_Cyrl",
+    "ar": "arb_Arab", "hi": "hin_Deva", "zh": "zho_Hans", "ja": "jpn_Jpan", "tr": "tur_Latn",
+    "fi": "fin_Latn", "ko": "kor_Hang", "vi": "vie_Latn", "he": "heb_Hebr", "el": "ell_Grek",
+    "ta": "tam_Taml", "mr": "mar_Deva", "id": "ind_Latn", "eu": "eus_Latn", "af": "afr_Latn",
+    "ur": "urd_Arab", "fa": "pes_Arab", "hu": "hun_Latn", "it": "ita_Latn", "pt": "por_Latn",
+    "nl": "nld_Latn", "bg": "bul_Cyrl", "et": "est_Latn",
+}  # fmt: skip
+"""ISO 639-1 → SIB-200/FLORES-200 code (language_Script)."""
+
+LASER_CODES: dict[str, str] = {
+    "en": "eng", "de": "deu", "fr": "fra", "es": "spa", "ru": "rus", "ar": "ara", "hi": "hin",
+    "zh": "cmn", "ja": "jpn", "tr": "tur", "fi": "fin", "ko": "kor", "vi": "vie", "he": "heb",
+    "el": "ell", "ta": "tam", "mr": "mar", "id": "ind", "eu": "eus", "af": "afr", "ur": "urd",
+    "fa": "pes", "hu": "hun", "it": "ita", "pt": "por", "nl": "nld", "bg": "bul", "et": "est",
+}  # fmt: skip
+"""ISO 639-1 → LASER Tatoeba code (ISO 639-3; ``cmn`` Mandarin, ``ara`` Arabic, ``pes`` Persian)."""
+
+NTREX_CODES: dict[str, str] = {
+    "en": "eng", "de": "deu", "fr": "fra", "es": "spa", "ru": "rus", "ar": "arb", "hi": "hin",
+    "zh": "zho-CN", "ja": "jpn", "tr": "tur", "fi": "fin", "ko": "kor", "vi": "vie", "he": "heb",
+    "el": "ell", "ta": "tam", "mr": "mar", "id": "ind", "eu": "eus", "af": "afr", "ur": "urd",
+    "fa": "fas", "hu": "hun", "it": "ita", "pt": "por", "nl": "nld", "bg": "bul", "et": "est",
+}  # fmt: skip
+"""ISO 639-1 → NTREX-128 file code (``newstest2019-ref.<code>.txt``)."""
+
+TASKS: tuple[str, ...] = ("pos", "sib", "tatoeba", "parallel")
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+SIB_COLUMNS: tuple[str, ...] = ("index_id", "category", "text")
+DOCUMENT_IDS_FILE = "parallel/ntrex_document_ids.tsv"
+
+_TASK_NAMES = {"pos": "POS (UD)", "sib": "SIB-200", "tatoeba": "Tatoeba", "parallel": "parallel"}
+_SOURCE_PARTS = ("ud", "sib200", "tatoeba", "parallel")
+_UPOS_SET = frozenset(UPOS)
+_INT_ID = re.compile(r"[1-9][0-9]*")
+_RANGE_ID = re.compile(r"[1-9][0-9]*-[1-9][0-9]*")
+_EMPTY_ID = re.compile(r"[0-9]+\.[1-9][0-9]*")
+_RAW_FIELDS = ("xpos", "feats", "head", "deps", "misc")
+
+
+@dataclass(frozen=True)
+class TaggedSentence:
+    """One UD sentence: syntactic words and their UPOS tags (no multiword ranges, empty nodes)."""
+
+    words: tuple[str, ...]
+    upos: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    """One SIB-200 example; ``label`` indexes :data:`SIB_LABELS`."""
+
+    id: str
+    text: str
+    label: int
+
+
+@dataclass(frozen=True)
+class ParallelPair:
+    """One English–X sentence pair; ``id`` is the same sentence in every language's file."""
+
+    id: str
+    en: str
+    x: str
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A data root and how it was chosen (``XLCORE_DATA``, ``download``, ``sample``, ``explicit``).
+
+    ``note`` (optional) says why, e.g. "no data root found" for the sample fallback.
+    """
+
+    root: Path
+    kind: str
+    note: str = ""
+
+    def describe(self) -> str:
+        """One human sentence naming the data, e.g. "real data from /x/data (XLCORE_DATA)"."""
+        if self.kind == "sample":
+            return "the built-in sample corpus" + (f" ({self.note})" if self.note else "")
+        text = {
+            "XLCORE_DATA": f"real data from {self.root} (XLCORE_DATA)",
+            "download": f"downloaded data from {self.root} (xlcore data fetch)",
+            "explicit": f"data from {self.root}",
+        }.get(self.kind, f"data from {self.root} ({self.kind})")
+        return text + (f" ({self.note})" if self.note else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Language codes
+
+
+def iso_code(code: str) -> str:
+    """The ISO 639-1 code for ``code`` given in any scheme (ISO 639-1, FLORES-200, LASER, NTREX)."""
+    if code in LANGUAGES:
+        return code
+    for table in (FLORES_CODES, LASER_CODES, NTREX_CODES):
+        for iso, other in table.items():
+            if other == code:
+                return iso
+    raise DataError(
+        f"unknown language code {code!r}; use an ISO 639-1 code, one of: {', '.join(LANGUAGES)}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the data root
+
+
+def _holds_data(root: Path) -> bool:
+    return any((root / part).is_dir() and any((root / part).iterdir()) for part in _SOURCE_PARTS)
+
+
+def _check_root(root: Path, origin: str) -> None:
+    hint = (
+        "point it at a data root with the layout of ../shared/data (ud/, sib200/, tatoeba/, "
+        "parallel/), fill one with `xlcore data fetch --langs de,ru --root DIR`, or leave it "
+        "unset to use the built-in sample corpus"
+    )
+    if not root.is_dir():
+        raise DataError(f"{origin} data root {root} does not exist; {hint}")
+    if not _holds_data(root):
+        raise DataError(
+            f"{origin} data root {root} holds no ud/, sib200/, tatoeba/ or parallel/ data; {hint}"
+        )
+
+
+def resolve_source(root: str | os.PathLike | None = None) -> DataSource:
+    """The data source to read: ``root`` if given, else ``$XLCORE_DATA``, else the download
+    folder of ``xlcore data fetch`` if it holds data, else the built-in sample corpus.
+
+    A root named explicitly or by ``XLCORE_DATA`` that does not exist (or holds no data) is an
+    error, never a silent fallback to the sample.
+    """
+    if root is not None:
+        path = Path(root).expanduser().resolve()
+        _check_root(path, "the given")
+        return DataSource(path, "explicit")
+    env = env_data_root()
+    if env is not None:
+        _check_root(env, f"XLCORE_DATA={env}:")
+        return DataSource(env, "XLCORE_DATA")
+    downloaded = download_root()
+    if downloaded.is_dir() and _holds_data(downloaded):
+        return DataSource(downloaded, "download")
+    return DataSource(SAMPLE_ROOT, "sample", "no data root found")
+
+
+def _source(source: DataSource | str | os.PathLike | None) -> DataSource:
+    if isinstance(source, DataSource):
+        return source
+    return resolve_source(source)
+
+
+# ---------------------------------------------------------------------------------------------
+# File readers
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+def _read_text(path: str) -> str:
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8 ({exc.reason})") from None
+
+
+def read_conllu(path: str | os.PathLike) -> list[TaggedSentence]:
+    """Sentences of a CoNLL-U file (``conllu.parse_incr``), words with integer ids only.
+
+    Multiword-token ranges (``1-2``) and empty nodes (``8.1``) are skipped. Every token line must
+    have 10 tab-separated columns, word ids must run 1, 2, 3 … and every UPOS must be one of
+    :data:`UPOS`; otherwise :class:`DataError` names the file and line.
+    """
+    return list(_read_conllu_cached(*_stat_key(Path(path))))
+
+
+@functools.lru_cache(maxsize=64)
+def _read_conllu_cached(path: str, size: int, mtime_ns: int) -> tuple[TaggedSentence, ...]:
+    import conllu
+
+    text = _read_text(path)
+    blocks = _validate_conllu(path, text)
+    sentences: list[TaggedSentence] = []
+    # Only FORM and UPOS are used; keeping the other columns raw halves conllu's parse time.
+    raw = {name: (lambda line, i: line[i]) for name in _RAW_FIELDS}
+    parsed = conllu.parse_incr(io.StringIO(text), field_parsers=raw)
+    index = 0
+    while True:
+        first_line = blocks[index][0] if index < len(blocks) else text.count("\n") + 1
+        try:
+            tokens = next(parsed)
+        except StopIteration:
+            break
+        except Exception as exc:  # the conllu package's own errors, mapped to file:line
+            raise DataError(f"{path}:{first_line}: {exc}") from None
+        if index >= len(blocks):
+            raise DataError(f"{path}:{first_line}: unexpected extra sentence")
+        words = tuple(t["form"] for t in tokens if isinstance(t["id"], int))
+        upos = tuple(t["upos"] for t in tokens if isinstance(t["id"], int))
+        if words != blocks[index][1]:
+            # conllu also splits on runs of two spaces; a FORM containing them would shift columns.
+            raise DataError(f"{path}:{first_line}: sentence does not parse into its own columns")
+        if words:
+            sentences.append(TaggedSentence(words, upos))
+        index += 1
+    if index != len(blocks):
+        raise DataError(f"{path}:{blocks[index][0]}: sentence was not parsed")
+    if not sentences:
+        raise DataError(f"{path}:1: no sentences (empty CoNLL-U file?)")
+    return tuple(sentences)
+
+
+def _validate_conllu(path: str, text: str) -> list[tuple[int, tuple[str, ...]]]:
+    """Check every token line; return (first line number, word forms) per sentence block."""
+    blocks: list[tuple[int, tuple[str, ...]]] = []
+    start = 0
+    forms: list[str] = []
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.rstrip("\r")
+        if not line.strip():
+            if start:
+                blocks.append((start, tuple(forms)))
+            start, forms = 0, []
+            continue
+        start = start or number
+        if line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 10:
+            raise DataError(f"{path}:{number}: expected 10 tab-separated columns, got {len(cols)}")
+        token_id, form, upos = cols[0], cols[1], cols[3]
+        if _INT_ID.fullmatch(token_id):
+            if int(token_id) != len(forms) + 1:
+                raise DataError(
+                    f"{path}:{number}: word id {token_id} out of order (expected {len(forms) + 1}; "
+                    "is a blank line missing between sentences?)"
+                )
+            if upos not in _UPOS_SET:
+                raise DataError(
+                    f"{path}:{number}: UPOS {upos!r} is not one of the 17 UD tags: {' '.join(UPOS)}"
+                )
+            if not form:
+                raise DataError(f"{path}:{number}: empty FORM")
+            forms.append(form)
+        elif not (_RANGE_ID.fullmatch(token_id) or _EMPTY_ID.fullmatch(token_id)):
+            raise DataError(
+                f"{path}:{number}: ID {token_id!r} is not a word id (1, 2, …), a range (1-2) or "
+                "an empty node (8.1)"
+            )
+    if start:
+        blocks.append((start, tuple(forms)))
+    return blocks
+
+
+def read_tsv(path: str | os.PathLike, columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """Rows of a tab-separated file whose header must equal ``columns``.
+
+    No quoting or escaping (``csv.QUOTE_NONE``): a ``"`` is an ordinary character. Every row must
+    have exactly ``len(columns)`` fields; otherwise :class:`DataError` names the file and line.
+    """
+    return list(_read_tsv_cached(*_stat_key(Path(path)), tuple(columns)))
+
+
+@functools.lru_cache(maxsize=256)
+def _read_tsv_cached(
+    path: str, size: int, mtime_ns: int, columns: tuple[str, ...]
+) -> tuple[tuple[str, ...], ...]:
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}:1: empty file; expected the header {'<TAB>'.join(columns)}")
+        if tuple(header) != columns:
+            raise DataError(
+                f"{path}:1: header is {'<TAB>'.join(header)!r}; expected {'<TAB>'.join(columns)!r}"
+            )
+        rows = []
+        for row in reader:
+            if len(row) != len(columns):
+                raise DataError(
+                    f"{path}:{reader.line_num}: expected {len(columns)} tab-separated fields "
+                    f"({', '.join(columns)}), got {len(row)}"
+                )
+            rows.append(tuple(row))
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: {exc}") from None
+    return tuple(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checksums
+
+
+def file_checksum(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file, memoised on (path, size, modification time)."""
+    return _checksum_cached(*_stat_key(Path(path)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _checksum_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checksums(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
+    """``{str(path): sha256}`` for every path, in the order given."""
+    return {str(p): file_checksum(p) for p in paths}
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout and languages
+
+
+def task_path(task: str, lang: str, split: str | None = None) -> str:
+    """Path of a task file relative to the data root, e.g. ``ud/de/test.conllu``."""
+    _check_task(task, split)
+    return {
+        "pos": f"ud/{lang}/{split}.conllu",
+        "sib": f"sib200/{lang}/{split}.tsv",
+        "tatoeba": f"tatoeba/{lang}-en.tsv",
+        "parallel": f"parallel/en-{lang}.tsv",
+    }[task]
+
+
+def _check_task(task: str, split: str | None) -> None:
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    if task in ("pos", "sib"):
+        if split is not None and split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    elif split is not None:
+        raise ConfigError(f"{task} data has no splits (one file per language); pass split=None")
+
+
+def _files(task: str, root: Path) -> dict[str, list[str]]:
+    """language → splits present (``[""]`` for split-less tasks)."""
+    found: dict[str, list[str]] = {}
+    if task in ("pos", "sib"):
+        base = root / ("ud" if task == "pos" else "sib200")
+        suffix = ".conllu" if task == "pos" else ".tsv"
+        if base.is_dir():
+            for lang_dir in base.iterdir():
+                splits = [s for s in SPLITS if (lang_dir / f"{s}{suffix}").is_file()]
+                if splits:
+                    found[lang_dir.name] = splits
+    else:
+        pattern = re.compile(r"(\w+)-en\.tsv" if task == "tatoeba" else r"en-(\w+)\.tsv")
+        base = root / task
+        if base.is_dir():
+            for f in base.iterdir():
+                m = pattern.fullmatch(f.name)
+                if m and f.is_file():
+                    found[m.group(1)] = [""]
+    return found
+
+
+def available_languages(
+    task: str, split: str | None = None, source: DataSource | str | os.PathLike | None = None
+) -> list[str]:
+    """Sorted language codes that have ``task`` data (the ``split`` file, if given) in ``source``.
+
+    ``task`` is one of ``pos``, ``sib``, ``tatoeba``, ``parallel``; the last two have no splits.
+    """
+    _check_task(task, split)
+    found = _files(task, _source(source).root)
+    return sorted(lang for lang, splits in found.items() if split is None or split in splits)
+
+
+def _locate(task: str, lang: str, split: str | None, source: DataSource) -> Path:
+    _check_task(task, split)
+    found = _files(task, source.root)
+    what = _TASK_NAMES[task] + (f" {split}" if split else "")
+    if lang not in found:
+        available = sorted(lg for lg, splits in found.items() if split is None or split in splits)
+        known = f" ({LANGUAGES[lang]})" if lang in LANGUAGES else ""
+        raise DataError(
+            f"unknown language {lang!r}{known} for {what}; available in {source.describe()}: "
+            f"{', '.join(available) or 'none'}"
+        )
+    if split is not None and split not in found[lang]:
+        raise DataError(
+            f"{_TASK_NAMES[task]} has no {split!r} split for {lang!r} in {source.describe()}; "
+            f"{lang!r} has: {', '.join(found[lang])}"
+        )
+    return source.root / task_path(task, lang, split)
+
+
+def _take(items: list, limit: int | None) -> list:
+    if limit is None:
+        return items
+    if limit < 0:
+        raise ConfigError(f"limit must be None or >= 0, got {limit}")
+    return items[:limit]
+
+
+# ---------------------------------------------------------------------------------------------
+# Task loaders
+
+
+def load_pos(
+    lang: str,
+    split: str,
+    source: DataSource | str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> list[TaggedSentence]:
+    """UD sentences of ``ud/<lang>/<split>.conllu``; the first ``limit`` when given."""
+    path = _locate("pos", lang, split, _source(source))
+    return _take(read_conllu(path), limit)
+
+
+def load_sib(
+    lang: str,
+    split: str,
+    source: DataSource | str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> list[LabelledText]:
+    """SIB-200 examples of ``sib200/<lang>/<split>.tsv`` (label = index into :data:`SIB_LABELS`)."""
+    path = _locate("sib", lang, split, _source(source))
+    return _take(list(_sib_cached(*_stat_key(path))), limit)
+
+
+@functools.lru_cache(maxsize=128)
+def _sib_cached(path: str, size: int, mtime_ns: int) -> tuple[LabelledText, ...]:
+    labels = {name: i for i, name in enumerate(SIB_LABELS)}
+    out = []
+    for line, (index_id, category, text) in enumerate(read_tsv(path, SIB_COLUMNS), start=2):
+        if category not in labels:
+            raise DataError(
+                f"{path}:{line}: unknown category {category!r}; expected one of: "
+                f"{', '.join(SIB_LABELS)}"
+            )
+        if not text.strip():
+            raise DataError(f"{path}:{line}: empty text")
+        out.append(LabelledText(index_id, text, labels[category]))
+    _check_unique(path, [x.id for x in out])
+    if not out:
+        raise DataError(f"{path}:2: no examples after the header")
+    return tuple(out)
+
+
+def load_tatoeba(
+    lang: str, source: DataSource | str | os.PathLike | None = None
+) -> list[tuple[str, str]]:
+    """Tatoeba retrieval pairs ``(en, x)`` of ``tatoeba/<lang>-en.tsv``, in file order."""
+    path = _locate("tatoeba", lang, None, _source(source))
+    rows = read_tsv(path, ("en", lang))
+    _check_pairs(path, rows)
+    return [(en, x) for en, x in rows]
+
+
+def load_parallel(
+    lang: str, source: DataSource | str | os.PathLike | None = None
+) -> list[ParallelPair]:
+    """English–X sentence pairs of ``parallel/en-<lang>.tsv``, in file order."""
+    path = _locate("parallel", lang, None, _source(source))
+    rows = read_tsv(path, ("id", "en", lang))
+    _check_pairs(path, [row[1:] for row in rows])
+    _check_unique(path, [row[0] for row in rows])
+    return [ParallelPair(*row) for row in rows]
+
+
+def _check_pairs(path: Path, pairs: Sequence[Sequence[str]]) -> None:
+    if not pairs:
+        raise DataError(f"{path}:2: no sentence pairs after the header")
+    for line, pair in enumerate(pairs, start=2):
+        for side in pair:
+            if not side.strip():
+                raise DataError(f"{path}:{line}: empty sentence")
+
+
+def _check_unique(path: str | Path, ids: Sequence[str]) -> None:
+    seen: dict[str, int] = {}
+    for line, item in enumerate(ids, start=2):
+        if item in seen:
+            raise DataError(f"{path}:{line}: duplicate id {item!r} (first on line {seen[item]})")
+        seen[item] = line
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out split of the bitext
+
+
+def heldout_split(
+    pairs: Sequence[ParallelPair],
+    heldout_fraction: float = 0.1,
+    *,
+    source: DataSource | str | os.PathLike | None = None,
+) -> tuple[list[ParallelPair], list[ParallelPair]]:
+    """Deterministic ``(train, heldout)`` split of parallel pairs, both in input order.
+
+    When the source has ``parallel/ntrex_document_ids.tsv`` and it lists every pair's id, whole
+    documents go to one side (no held-out sentence shares a news story with training); documents
+    are taken in the order of the SHA-256 of their id until ``heldout_fraction`` of the pairs is
+    held out. Otherwise (the sample corpus) the last pairs by id are held out.
+    """
+    if not 0 <= heldout_fraction < 1:
+        raise ConfigError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
+    pairs = list(pairs)
+    target = round(len(pairs) * heldout_fraction)
+    if heldout_fraction > 0 and len(pairs) > 1:
+        target = max(target, 1)
+    documents = _document_ids(_source(source), [p.id for p in pairs])
+    if documents is None:
+        held = {p.id for p in sorted(pairs, key=lambda p: p.id)[len(pairs) - target :]}
+    else:
+        sizes: dict[str, int] = {}
+        for p in pairs:
+            sizes[documents[p.id]] = sizes.get(documents[p.id], 0) + 1
+        order = sorted(sizes, key=lambda d: hashlib.sha256(d.encode()).hexdigest())
+        chosen: set[str] = set()
+        count = 0
+        for doc in order:
+            if count >= target:
+                break
+            chosen.add(doc)
+            count += sizes[doc]
+        held = {p.id for p in pairs if documents[p.id] in chosen}
+    return [p for p in pairs if p.id not in held], [p for p in pairs if p.id in held]
+
+
+def _document_ids(source: DataSource, ids: Sequence[str]) -> dict[str, str] | None:
+    path = source.root / DOCUMENT_IDS_FILE
+    if not path.is_file():
+        return None
+    mapping = dict(read_tsv(path, ("id", "document_id")))
+    missing = [i for i in ids if i not in mapping]
+    if len(missing) == len(ids):
+        return None  # pairs from another corpus: no document information applies
+    if missing:
+        raise DataError(
+            f"{path}: no document id for {len(missing)} of the pairs (e.g. {missing[0]!r}); "
+            "the file does not belong to this parallel data"
+        )
+    return mapping
