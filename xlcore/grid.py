@@ -109,9 +109,10 @@ class Grid:
 class _Context:
     """Loads data and encoders once per grid process."""
 
-    def __init__(self, config: Config, source: xdata.DataSource):
+    def __init__(self, config: Config, source: xdata.DataSource, progress: bool = True):
         self.config = config
         self.source = source
+        self.progress = progress
         self.device = resolve_device(config.device)
         self._cache: dict = {}
 
@@ -167,7 +168,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     source = data_source(config)
     validate_languages(config, source)
     grid = Grid(config=config, source=source, root=root or runs_dir())
-    ctx = _Context(config, source)
+    ctx = _Context(config, source, progress)
     c = config
     model_spec = {"model_name_or_path": c.model_name_or_path}
     pair_langs = [pair_lang(p, c.src_lang) for p in c.pairs]
@@ -236,7 +237,8 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     objective = _objective(ctx, model, tok, pair_runs[pair], seed)
                     metrics = align_encoder(run, model, objective, steps=steps,
                                             learning_rate=c.align_learning_rate or c.learning_rate,
-                                            device=ctx.device, progress=True)
+                                            device=ctx.device, bf16=c.bf16,
+                                            progress=ctx.progress)
                     encoders.save(model.cpu(), tok, run.path / "encoder")
                     metrics["records"] = [{"pair": pair, "seed": seed, "align_loss": c.align_loss,
                                            "align_loss_first": metrics["align_loss_first"],
@@ -314,7 +316,8 @@ def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
             weight_decay=c.weight_decay, warmup_ratio=c.warmup_ratio, eval_steps=c.eval_steps,
             checkpoint_steps=c.checkpoint_steps, seed=seed, align_alpha=c.align_alpha)
         metrics = finetune(run, model, train, dev, settings=settings, pad_id=tok.pad_token_id,
-                           device=ctx.device, objective=objective, bf16=c.bf16)
+                           device=ctx.device, objective=objective, bf16=c.bf16,
+                           progress=ctx.progress)
         runs.atomic_write_json(run.path / "encoder_source.json", {"encoder": start_from})
         metrics["records"] = [{"task": task, "regime": regime, "pair": pair, "seed": seed,
                                "lang": c.src_lang, "split": "dev",
@@ -342,7 +345,8 @@ def _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path):
         model, tok = load_task_model(ft_run, ctx.device)
         records = []
         majority_train = ctx.pos(c.src_lang, "train", c.train_limit) if task == "pos" else None
-        for lang in tqdm(langs, desc=f"evaluate {run.path.name[:40]}", leave=False):
+        for lang in tqdm(langs, desc=f"evaluate {run.path.name[:40]}", leave=False,
+                         disable=not ctx.progress):
             encoded = _encoded(ctx, tok, task, lang, "test", c.test_limit, c.eval_max_seq_length)
             scores = evaluate(model, encoded, task, tok.pad_token_id,
                               c.per_device_eval_batch_size, ctx.device)
