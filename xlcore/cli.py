@@ -39,9 +39,11 @@ def _profiles(args: argparse.Namespace) -> int:
 
     for name in PROFILES:
         cfg = make_config(name)
-        print(f"{name}: model={cfg.model_name_or_path} data={cfg.data} pairs={','.join(cfg.pairs)} "
-              f"tgt_langs={','.join(cfg.tgt_langs)} tasks={','.join(cfg.tasks)} "
-              f"regimes={','.join(cfg.regimes)} seeds={','.join(map(str, cfg.seeds))}")
+        print(
+            f"{name}: model={cfg.model_name_or_path} data={cfg.data} pairs={','.join(cfg.pairs)} "
+            f"tgt_langs={','.join(cfg.tgt_langs)} tasks={','.join(cfg.tasks)} "
+            f"regimes={','.join(cfg.regimes)} seeds={','.join(map(str, cfg.seeds))}"
+        )
     return 0
 
 
@@ -51,8 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     grid = sub.add_parser("grid", help="run every step of a profile (finished runs are reused)")
     grid.add_argument("--profile", default="mini", help="smoke, mini (default) or paper")
-    grid.add_argument("--set", action="append", metavar="KEY=VALUE",
-                      help="override a config key, e.g. --set pairs=en-fi --set seeds=1,2")
+    grid.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set pairs=en-fi --set seeds=1,2",
+    )
     grid.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
     grid.add_argument("--quiet", action="store_true", help="no progress bars")
     grid.set_defaults(func=_grid)

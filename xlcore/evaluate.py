@@ -34,8 +34,7 @@ def encode_pos(tokenizer, sentences: Sequence[TaggedSentence], max_length: int) 
         labels = label_first_subwords(
             enc.word_ids(i), enc.tokens(i), [UPOS_INDEX[t] for t in sent.upos]
         )
-        out.append({"input_ids": enc["input_ids"][i], "labels": labels,
-                    "n_words": len(sent.words)})
+        out.append({"input_ids": enc["input_ids"][i], "labels": labels, "n_words": len(sent.words)})
     return out
 
 
@@ -44,8 +43,10 @@ def encode_sib(tokenizer, examples: Sequence[LabelledText], max_length: int) -> 
     if not examples:
         return []
     enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
-    return [{"input_ids": ids, "labels": e.label, "n_words": 1}
-            for ids, e in zip(enc["input_ids"], examples, strict=True)]
+    return [
+        {"input_ids": ids, "labels": e.label, "n_words": 1}
+        for ids, e in zip(enc["input_ids"], examples, strict=True)
+    ]
 
 
 def collate(examples: Sequence[dict], pad_id: int, task: str) -> dict[str, torch.Tensor]:
@@ -73,8 +74,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
 
 
 @torch.no_grad()
-def predict(model, encoded: Sequence[dict], task: str, pad_id: int, batch_size: int,
-            device: torch.device) -> list:
+def predict(
+    model, encoded: Sequence[dict], task: str, pad_id: int, batch_size: int, device: torch.device
+) -> list:
     """Predicted label ids: per example, a list over labelled positions (POS) or one id (SIB)."""
     was_training = model.training
     model.eval()
@@ -120,8 +122,9 @@ def score(encoded: Sequence[dict], preds: Sequence, task: str) -> dict[str, floa
     }
 
 
-def evaluate(model, encoded: Sequence[dict], task: str, pad_id: int, batch_size: int,
-             device: torch.device) -> dict[str, float]:
+def evaluate(
+    model, encoded: Sequence[dict], task: str, pad_id: int, batch_size: int, device: torch.device
+) -> dict[str, float]:
     """Predict and score in one call."""
     return score(encoded, predict(model, encoded, task, pad_id, batch_size, device), task)
 

@@ -99,7 +99,9 @@ class Grid:
     steps: list[Step] = field(default_factory=list)
     root: Path = field(default_factory=runs_dir)
 
-    def add(self, kind: str, name: str, spec: dict, fn, *, data=None, deps=None, seed=None) -> runs.Run:
+    def add(
+        self, kind: str, name: str, spec: dict, fn, *, data=None, deps=None, seed=None
+    ) -> runs.Run:
         run = runs.prepare(kind, name, spec, data=data, deps=deps, root=self.root)
         if all(s.run.path != run.path for s in self.steps):
             self.steps.append(Step(run, fn, seed, f"{kind} {name}"))
@@ -122,25 +124,33 @@ class _Context:
         return self._cache[key]
 
     def pos(self, lang: str, split: str, limit: int | None):
-        return self.memo(("pos", lang, split, limit),
-                         lambda: xdata.load_pos(lang, split, source=self.source, limit=limit))
+        return self.memo(
+            ("pos", lang, split, limit),
+            lambda: xdata.load_pos(lang, split, source=self.source, limit=limit),
+        )
 
     def sib(self, lang: str, split: str, limit: int | None):
-        return self.memo(("sib", lang, split, limit),
-                         lambda: xdata.load_sib(lang, split, source=self.source, limit=limit))
+        return self.memo(
+            ("sib", lang, split, limit),
+            lambda: xdata.load_sib(lang, split, source=self.source, limit=limit),
+        )
 
     def task_data(self, task: str, lang: str, split: str, limit: int | None):
         return (self.pos if task == "pos" else self.sib)(lang, split, limit)
 
     def bitext(self, lang: str) -> tuple[list, list]:
         """(train, held-out) word-split parallel sentences for ``en-lang``."""
+
         def load():
             pairs = xdata.load_parallel(lang, source=self.source)
             train, heldout = xdata.heldout_split(pairs, source=self.source)
             limit = self.config.align_train_limit
             train = train[:limit] if limit else train
-            return ([(split_words(p.en), split_words(p.x)) for p in train],
-                    [(split_words(p.en), split_words(p.x)) for p in heldout])
+            return (
+                [(split_words(p.en), split_words(p.x)) for p in train],
+                [(split_words(p.en), split_words(p.x)) for p in heldout],
+            )
+
         return self.memo(("bitext", lang), load)
 
     def encoder(self, name_or_path: str):
@@ -152,8 +162,11 @@ def _vocab_texts(ctx: _Context) -> list:
     c = ctx.config
     texts: list = []
     for task in c.tasks:
-        for lang, split, limit in [(c.src_lang, "train", c.train_limit), (c.src_lang, "dev", c.dev_limit),
-                                   *[(lg, "test", c.test_limit) for lg in (c.src_lang, *c.tgt_langs)]]:
+        for lang, split, limit in [
+            (c.src_lang, "train", c.train_limit),
+            (c.src_lang, "dev", c.dev_limit),
+            *[(lg, "test", c.test_limit) for lg in (c.src_lang, *c.tgt_langs)],
+        ]:
             for ex in ctx.task_data(task, lang, split, limit):
                 texts.append(list(ex.words) if task == "pos" else ex.text)
     for pair in c.pairs:
@@ -175,25 +188,48 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
 
     # Every file the grid reads, for the run keys.
     task_files = [(t, c.src_lang, s) for t in c.tasks for s in ("train", "dev")]
-    task_files += [(t, lg, "test") for t in c.tasks for lg in dict.fromkeys((c.src_lang, *c.tgt_langs))]
+    task_files += [
+        (t, lg, "test") for t in c.tasks for lg in dict.fromkeys((c.src_lang, *c.tgt_langs))
+    ]
     all_files = _checksums(source, task_files + [("parallel", lg, None) for lg in pair_langs])
 
     base_deps: dict[str, runs.Run] = {}
     if c.trim_vocab:
-        spec = {**model_spec, "texts": {k: getattr(c, k) for k in (
-            "tasks", "tgt_langs", "pairs", "train_limit", "dev_limit", "test_limit",
-            "align_train_limit", "src_lang")}}
+        spec = {
+            **model_spec,
+            "texts": {
+                k: getattr(c, k)
+                for k in (
+                    "tasks",
+                    "tgt_langs",
+                    "pairs",
+                    "train_limit",
+                    "dev_limit",
+                    "test_limit",
+                    "align_train_limit",
+                    "src_lang",
+                )
+            },
+        }
 
         def make_encoder(run: runs.Run) -> dict:
             model, tok = ctx.encoder(c.model_name_or_path)
             full = model.config.vocab_size
             model, tok, kept = encoders.trim_vocabulary(model, tok, _vocab_texts(ctx))
             encoders.save(model, tok, run.path / "encoder")
-            return {"records": [{"step": "trim_vocab", "vocab_full": full, "vocab_kept": len(kept)}],
-                    "vocab_full": full, "vocab_kept": len(kept)}
+            return {
+                "records": [{"step": "trim_vocab", "vocab_full": full, "vocab_kept": len(kept)}],
+                "vocab_full": full,
+                "vocab_kept": len(kept),
+            }
 
-        enc_run = grid.add("encoder", c.model_name_or_path.replace(":", "-").replace("/", "-"),
-                           spec, make_encoder, data=all_files)
+        enc_run = grid.add(
+            "encoder",
+            c.model_name_or_path.replace(":", "-").replace("/", "-"),
+            spec,
+            make_encoder,
+            data=all_files,
+        )
         base_deps = {"encoder": enc_run}
 
     def base_path() -> str:
@@ -202,55 +238,100 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     align_runs: dict[tuple[str, int, int], runs.Run] = {}
     pair_runs: dict[str, runs.Run] = {}
     needs_align = "sequential" in c.regimes or "joint" in c.regimes
-    for pair, lang in (zip(c.pairs, pair_langs, strict=True) if needs_align else []):
-        wp_spec = {**model_spec, "pair": pair, "layer": c.wordpair_layer,
-                   "method": c.wordpair_method, "align_train_limit": c.align_train_limit}
+    for pair, lang in zip(c.pairs, pair_langs, strict=True) if needs_align else []:
+        wp_spec = {
+            **model_spec,
+            "pair": pair,
+            "layer": c.wordpair_layer,
+            "method": c.wordpair_method,
+            "align_train_limit": c.align_train_limit,
+        }
         wp_data = _checksums(source, [("parallel", lang, None)])
 
         def make_pairs(run: runs.Run, lang=lang) -> dict:
             model, tok = ctx.encoder(base_path())
             model.to(ctx.device)
             train, _ = ctx.bitext(lang)
-            links = extract_word_pairs(model, tok, train, layer=c.wordpair_layer,
-                                       method=c.wordpair_method)
-            runs.atomic_write_json(run.path / "pairs.json", {"src": [s for s, _ in train],
-                                   "tgt": [t for _, t in train], "links": links})
+            links = extract_word_pairs(
+                model, tok, train, layer=c.wordpair_layer, method=c.wordpair_method
+            )
+            runs.atomic_write_json(
+                run.path / "pairs.json",
+                {"src": [s for s, _ in train], "tgt": [t for _, t in train], "links": links},
+            )
             n_links = sum(len(x) for x in links)
-            return {"records": [{"pair": f"en-{lang}", "sentences": len(train), "links": n_links}],
-                    "sentences": len(train), "links": n_links}
+            return {
+                "records": [{"pair": f"en-{lang}", "sentences": len(train), "links": n_links}],
+                "sentences": len(train),
+                "links": n_links,
+            }
 
-        pair_runs[pair] = grid.add("wordpairs", pair, wp_spec, make_pairs, data=wp_data,
-                                   deps=base_deps)
+        pair_runs[pair] = grid.add(
+            "wordpairs", pair, wp_spec, make_pairs, data=wp_data, deps=base_deps
+        )
         for seed in c.seeds:
             for task in c.tasks:
                 steps = c.align_steps or c.max_steps(task)
                 if "sequential" not in c.regimes or (pair, seed, steps) in align_runs:
                     continue
-                al_spec = {**model_spec, "pair": pair, "loss": c.align_loss, "layer": c.align_layer,
-                           "steps": steps, "batch_size": c.align_batch_size, "seed": seed,
-                           "learning_rate": c.align_learning_rate or c.learning_rate,
-                           "max_seq_length": c.max_seq_length}
+                al_spec = {
+                    **model_spec,
+                    "pair": pair,
+                    "loss": c.align_loss,
+                    "layer": c.align_layer,
+                    "steps": steps,
+                    "batch_size": c.align_batch_size,
+                    "seed": seed,
+                    "learning_rate": c.align_learning_rate or c.learning_rate,
+                    "max_seq_length": c.max_seq_length,
+                }
 
                 def make_aligned(run: runs.Run, pair=pair, seed=seed, steps=steps) -> dict:
                     torch.manual_seed(seed)
                     model, tok = ctx.encoder(base_path())
                     objective = _objective(ctx, model, tok, pair_runs[pair], seed)
-                    metrics = align_encoder(run, model, objective, steps=steps,
-                                            learning_rate=c.align_learning_rate or c.learning_rate,
-                                            device=ctx.device, bf16=c.bf16,
-                                            progress=ctx.progress)
+                    metrics = align_encoder(
+                        run,
+                        model,
+                        objective,
+                        steps=steps,
+                        learning_rate=c.align_learning_rate or c.learning_rate,
+                        device=ctx.device,
+                        bf16=c.bf16,
+                        progress=ctx.progress,
+                    )
                     encoders.save(model.cpu(), tok, run.path / "encoder")
-                    metrics["records"] = [{"pair": pair, "seed": seed, "align_loss": c.align_loss,
-                                           "align_loss_first": metrics["align_loss_first"],
-                                           "align_loss_last": metrics["align_loss_last"]}]
+                    metrics["records"] = [
+                        {
+                            "pair": pair,
+                            "seed": seed,
+                            "align_loss": c.align_loss,
+                            "align_loss_first": metrics["align_loss_first"],
+                            "align_loss_last": metrics["align_loss_last"],
+                        }
+                    ]
                     return metrics
 
                 align_runs[(pair, seed, steps)] = grid.add(
-                    "align", f"{pair}-{c.align_loss}-s{seed}", al_spec, make_aligned,
-                    deps={**base_deps, "wordpairs": pair_runs[pair]}, seed=seed)
+                    "align",
+                    f"{pair}-{c.align_loss}-s{seed}",
+                    al_spec,
+                    make_aligned,
+                    deps={**base_deps, "wordpairs": pair_runs[pair]},
+                    seed=seed,
+                )
 
-    ft_keys = ("learning_rate", "per_device_train_batch_size", "max_seq_length", "warmup_ratio",
-               "weight_decay", "eval_steps", "pooling", "train_limit", "dev_limit")
+    ft_keys = (
+        "learning_rate",
+        "per_device_train_batch_size",
+        "max_seq_length",
+        "warmup_ratio",
+        "weight_decay",
+        "eval_steps",
+        "pooling",
+        "train_limit",
+        "dev_limit",
+    )
     for task in c.tasks:
         for seed in c.seeds:
             variants: list[tuple[str, str | None]] = []
@@ -260,36 +341,67 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                 if regime in c.regimes:
                     variants.extend((regime, pair) for pair in c.pairs)
             for regime, pair in variants:
-                spec = {**model_spec, "task": task, "regime": regime, "pair": pair, "seed": seed,
-                        "max_steps": c.max_steps(task), **{k: getattr(c, k) for k in ft_keys}}
+                spec = {
+                    **model_spec,
+                    "task": task,
+                    "regime": regime,
+                    "pair": pair,
+                    "seed": seed,
+                    "max_steps": c.max_steps(task),
+                    **{k: getattr(c, k) for k in ft_keys},
+                }
                 deps = dict(base_deps)
                 if regime == "sequential":
                     deps["align"] = align_runs[(pair, seed, c.align_steps or c.max_steps(task))]
                 if regime == "joint":
                     deps["wordpairs"] = pair_runs[pair]
-                    spec.update(align_loss=c.align_loss, align_layer=c.align_layer,
-                                align_alpha=c.align_alpha, align_batch_size=c.align_batch_size)
+                    spec.update(
+                        align_loss=c.align_loss,
+                        align_layer=c.align_layer,
+                        align_alpha=c.align_alpha,
+                        align_batch_size=c.align_batch_size,
+                    )
                 files = _checksums(source, [(task, c.src_lang, "train"), (task, c.src_lang, "dev")])
                 name = f"{task}-{regime}" + (f"-{pair}" if pair else "") + f"-s{seed}"
                 ft_fn = _finetune_fn(ctx, task, regime, pair, seed, deps, base_path)
                 ft_run = grid.add("finetune", name, spec, ft_fn, data=files, deps=deps, seed=seed)
 
                 langs = list(dict.fromkeys((c.src_lang, *c.tgt_langs)))
-                ev_spec = {"langs": langs, "test_limit": c.test_limit,
-                           "eval_max_seq_length": c.eval_max_seq_length}
+                ev_spec = {
+                    "langs": langs,
+                    "test_limit": c.test_limit,
+                    "eval_max_seq_length": c.eval_max_seq_length,
+                }
                 ev_files = _checksums(source, [(task, lg, "test") for lg in langs])
                 ev_fn = _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path)
-                grid.add("evaluate", name, ev_spec, ev_fn, data=ev_files,
-                         deps={"finetune": ft_run}, seed=seed)
+                grid.add(
+                    "evaluate",
+                    name,
+                    ev_spec,
+                    ev_fn,
+                    data=ev_files,
+                    deps={"finetune": ft_run},
+                    seed=seed,
+                )
     return grid
 
 
 def _objective(ctx: _Context, model, tok, pairs_run: runs.Run, seed: int) -> AlignmentObjective:
     c = ctx.config
     saved = json.loads((pairs_run.path / "pairs.json").read_text())
-    data = AlignmentData(saved["src"], saved["tgt"], [[tuple(p) for p in x] for x in saved["links"]])
-    return AlignmentObjective(model, tok, data, loss_name=c.align_loss, layer=c.align_layer,
-                              batch_size=c.align_batch_size, max_length=c.max_seq_length, seed=seed)
+    data = AlignmentData(
+        saved["src"], saved["tgt"], [[tuple(p) for p in x] for x in saved["links"]]
+    )
+    return AlignmentObjective(
+        model,
+        tok,
+        data,
+        loss_name=c.align_loss,
+        layer=c.align_layer,
+        batch_size=c.align_batch_size,
+        max_length=c.max_seq_length,
+        seed=seed,
+    )
 
 
 def _encoded(ctx: _Context, tok, task: str, lang: str, split: str, limit, max_length: int):
@@ -311,17 +423,41 @@ def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
         train = _encoded(ctx, tok, task, c.src_lang, "train", c.train_limit, c.max_seq_length)
         dev = _encoded(ctx, tok, task, c.src_lang, "dev", c.dev_limit, c.eval_max_seq_length)
         settings = FinetuneSettings(
-            max_steps=c.max_steps(task), batch_size=c.per_device_train_batch_size,
-            eval_batch_size=c.per_device_eval_batch_size, learning_rate=c.learning_rate,
-            weight_decay=c.weight_decay, warmup_ratio=c.warmup_ratio, eval_steps=c.eval_steps,
-            checkpoint_steps=c.checkpoint_steps, seed=seed, align_alpha=c.align_alpha)
-        metrics = finetune(run, model, train, dev, settings=settings, pad_id=tok.pad_token_id,
-                           device=ctx.device, objective=objective, bf16=c.bf16,
-                           progress=ctx.progress)
+            max_steps=c.max_steps(task),
+            batch_size=c.per_device_train_batch_size,
+            eval_batch_size=c.per_device_eval_batch_size,
+            learning_rate=c.learning_rate,
+            weight_decay=c.weight_decay,
+            warmup_ratio=c.warmup_ratio,
+            eval_steps=c.eval_steps,
+            checkpoint_steps=c.checkpoint_steps,
+            seed=seed,
+            align_alpha=c.align_alpha,
+        )
+        metrics = finetune(
+            run,
+            model,
+            train,
+            dev,
+            settings=settings,
+            pad_id=tok.pad_token_id,
+            device=ctx.device,
+            objective=objective,
+            bf16=c.bf16,
+            progress=ctx.progress,
+        )
         runs.atomic_write_json(run.path / "encoder_source.json", {"encoder": start_from})
-        metrics["records"] = [{"task": task, "regime": regime, "pair": pair, "seed": seed,
-                               "lang": c.src_lang, "split": "dev",
-                               "accuracy": metrics["best_dev_accuracy"]}]
+        metrics["records"] = [
+            {
+                "task": task,
+                "regime": regime,
+                "pair": pair,
+                "seed": seed,
+                "lang": c.src_lang,
+                "split": "dev",
+                "accuracy": metrics["best_dev_accuracy"],
+            }
+        ]
         return metrics
 
     return fn
@@ -345,16 +481,26 @@ def _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path):
         model, tok = load_task_model(ft_run, ctx.device)
         records = []
         majority_train = ctx.pos(c.src_lang, "train", c.train_limit) if task == "pos" else None
-        for lang in tqdm(langs, desc=f"evaluate {run.path.name[:40]}", leave=False,
-                         disable=not ctx.progress):
+        for lang in tqdm(
+            langs, desc=f"evaluate {run.path.name[:40]}", leave=False, disable=not ctx.progress
+        ):
             encoded = _encoded(ctx, tok, task, lang, "test", c.test_limit, c.eval_max_seq_length)
-            scores = evaluate(model, encoded, task, tok.pad_token_id,
-                              c.per_device_eval_batch_size, ctx.device)
-            rec = {"task": task, "regime": regime, "pair": pair, "seed": seed, "lang": lang,
-                   "split": "test", **scores}
+            scores = evaluate(
+                model, encoded, task, tok.pad_token_id, c.per_device_eval_batch_size, ctx.device
+            )
+            rec = {
+                "task": task,
+                "regime": regime,
+                "pair": pair,
+                "seed": seed,
+                "lang": lang,
+                "split": "test",
+                **scores,
+            }
             if task == "pos":
                 rec["majority_accuracy"] = majority_baseline(
-                    majority_train, ctx.pos(lang, "test", c.test_limit))
+                    majority_train, ctx.pos(lang, "test", c.test_limit)
+                )
             records.append(rec)
         return {"records": records}
 
@@ -367,16 +513,22 @@ def run_grid(config: Config, *, root: Path | None = None, progress: bool = True)
     with runs.grid_lock(root):
         grid = plan(config, root=root, progress=progress)
         todo = [s for s in grid.steps if not s.run.complete]
-        print(f"xlcore grid: profile {config.profile}, {len(grid.steps)} steps "
-              f"({len(grid.steps) - len(todo)} already complete); data: {grid.source.describe()}; "
-              f"runs in {root}", flush=True)
+        print(
+            f"xlcore grid: profile {config.profile}, {len(grid.steps)} steps "
+            f"({len(grid.steps) - len(todo)} already complete); data: {grid.source.describe()}; "
+            f"runs in {root}",
+            flush=True,
+        )
         start = time.perf_counter()
         for step in tqdm(grid.steps, desc="grid", disable=not progress):
             if step.run.complete:
                 continue
             runs.execute(step.run, step.fn, seed=step.seed, data_source=grid.source.describe())
-        print(f"xlcore grid: done in {time.perf_counter() - start:.0f} s; "
-              f"results: `xlcore results` (runs in {root})", flush=True)
+        print(
+            f"xlcore grid: done in {time.perf_counter() - start:.0f} s; "
+            f"results: `xlcore results` (runs in {root})",
+            flush=True,
+        )
     return grid
 
 
@@ -391,5 +543,13 @@ def evaluation_frame(grid: Grid):
     return pd.DataFrame(rows)
 
 
-__all__ = ["plan", "run_grid", "validate_languages", "data_source", "evaluation_frame",
-           "load_task_model", "Grid", "DataError"]
+__all__ = [
+    "plan",
+    "run_grid",
+    "validate_languages",
+    "data_source",
+    "evaluation_frame",
+    "load_task_model",
+    "Grid",
+    "DataError",
+]

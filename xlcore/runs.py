@@ -97,11 +97,17 @@ def _git_commit() -> dict:
         root = PACKAGE_DIR.parent
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         return {"commit": commit, "dirty": bool(dirty)}
     except (OSError, subprocess.SubprocessError):
@@ -239,8 +245,11 @@ def _flock(path: Path, what: str) -> Iterator[None]:
                 f"at another directory"
             ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        os.write(
+            fd,
+            f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(),
+        )
         yield
     finally:
         with contextlib.suppress(OSError):
@@ -310,8 +319,9 @@ def results_frame(root: Path | None = None, kinds: tuple[str, ...] | None = None
         metrics = json.loads((path / "metrics.json").read_text())
         prov = json.loads((path / "provenance.json").read_text())
         for record in metrics.get("records", []):
-            rows.append({"kind": kind, **record, "wall_time_s": prov.get("wall_time_s"),
-                         "run": path.name})
+            rows.append(
+                {"kind": kind, **record, "wall_time_s": prov.get("wall_time_s"), "run": path.name}
+            )
     return pd.DataFrame(rows)
 
 
@@ -325,6 +335,12 @@ def status_frame(root: Path | None = None):
         wall = None
         if complete:
             wall = json.loads((path / "provenance.json").read_text()).get("wall_time_s")
-        rows.append({"kind": path.parent.name, "run": path.name,
-                     "status": "complete" if complete else "partial", "wall_time_s": wall})
+        rows.append(
+            {
+                "kind": path.parent.name,
+                "run": path.name,
+                "status": "complete" if complete else "partial",
+                "wall_time_s": wall,
+            }
+        )
     return pd.DataFrame(rows)

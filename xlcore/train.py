@@ -31,16 +31,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device=cuda was requested but no CUDA device is available; "
-                            "use device=cpu or device=auto")
+        raise TrainingError(
+            "device=cuda was requested but no CUDA device is available; "
+            "use device=cpu or device=auto"
+        )
     return torch.device(name)
 
 
 class TaskModel(nn.Module):
     """Encoder + linear head: per-token logits (POS) or pooled-sentence logits (SIB)."""
 
-    def __init__(self, encoder: nn.Module, task: str, num_labels: int, pooling: str = "mean",
-                 dropout: float = 0.1):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        task: str,
+        num_labels: int,
+        pooling: str = "mean",
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.encoder = encoder
         self.task = task
@@ -110,8 +118,10 @@ class AlignmentData:
     def __post_init__(self) -> None:
         keep = [i for i, pairs in enumerate(self.links) if pairs]
         if not keep:
-            raise TrainingError("no aligned word pairs were found in the parallel data; "
-                                "check the bitext or use a larger align_train_limit")
+            raise TrainingError(
+                "no aligned word pairs were found in the parallel data; "
+                "check the bitext or use a larger align_train_limit"
+            )
         self.src_words = [self.src_words[i] for i in keep]
         self.tgt_words = [self.tgt_words[i] for i in keep]
         self.links = [self.links[i] for i in keep]
@@ -122,15 +132,28 @@ class AlignmentData:
     def batch(self, step: int, batch_size: int, seed: int) -> tuple[list, list, list]:
         """The alignment batch of ``step`` (a pure function of seed and step)."""
         idx = batch_at(step, len(self), batch_size, seed + 7919)
-        return ([self.src_words[i] for i in idx], [self.tgt_words[i] for i in idx],
-                [self.links[i] for i in idx])
+        return (
+            [self.src_words[i] for i in idx],
+            [self.tgt_words[i] for i in idx],
+            [self.links[i] for i in idx],
+        )
 
 
 class AlignmentObjective:
     """Alignment loss on batches of word pairs, for the alignment loop and the joint regime."""
 
-    def __init__(self, encoder: nn.Module, tokenizer, data: AlignmentData, *, loss_name: str,
-                 layer: int, batch_size: int, max_length: int, seed: int):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tokenizer,
+        data: AlignmentData,
+        *,
+        loss_name: str,
+        layer: int,
+        batch_size: int,
+        max_length: int,
+        seed: int,
+    ):
         self.tokenizer = tokenizer
         self.data = data
         self.layer = layer
@@ -153,12 +176,21 @@ class AlignmentObjective:
     def __call__(self, encoder: nn.Module, step: int) -> torch.Tensor:
         src, tgt, links = self.data.batch(step, self.batch_size, self.seed)
         return alignment_forward(
-            encoder, self.loss, self.tokenizer, src, tgt, links, layer=self.layer,
-            max_length=self.max_length, reference_model=self.reference,
+            encoder,
+            self.loss,
+            self.tokenizer,
+            src,
+            tgt,
+            links,
+            layer=self.layer,
+            max_length=self.max_length,
+            reference_model=self.reference,
         )
 
 
-def _optimizer(modules: Sequence[nn.Module], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _optimizer(
+    modules: Sequence[nn.Module], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for module in modules:
         for name, p in module.named_parameters():
@@ -166,14 +198,25 @@ def _optimizer(modules: Sequence[nn.Module], lr: float, weight_decay: float) -> 
                 continue
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(p)
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
     )
 
 
-def align_encoder(run: Run, encoder: nn.Module, objective: AlignmentObjective, *, steps: int,
-                  learning_rate: float, device: torch.device, bf16: bool = False,
-                  progress: bool = True) -> dict:
+def align_encoder(
+    run: Run,
+    encoder: nn.Module,
+    objective: AlignmentObjective,
+    *,
+    steps: int,
+    learning_rate: float,
+    device: torch.device,
+    bf16: bool = False,
+    progress: bool = True,
+) -> dict:
     """Align ``encoder`` for ``steps`` steps (Adam, constant lr); resumable; returns metrics.
 
     The aligned encoder stays in ``encoder`` (the caller saves it).
@@ -192,8 +235,14 @@ def align_encoder(run: Run, encoder: nn.Module, objective: AlignmentObjective, *
         optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
         start, losses = ckpt["step"], ckpt["losses"]
-    bar = tqdm(range(start, steps), desc=f"align {run.path.name[:40]}", disable=not progress,
-               initial=start, total=steps, leave=False)
+    bar = tqdm(
+        range(start, steps),
+        desc=f"align {run.path.name[:40]}",
+        disable=not progress,
+        initial=start,
+        total=steps,
+        leave=False,
+    )
     for step in bar:
         with _autocast(device, bf16):
             loss = objective(encoder, step)
@@ -204,12 +253,24 @@ def align_encoder(run: Run, encoder: nn.Module, objective: AlignmentObjective, *
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if (step + 1) % 25 == 0 and step + 1 < steps:
-            atomic_torch_save({"encoder": encoder.state_dict(), "loss": objective.loss.state_dict(),
-                               "optimizer": optimizer.state_dict(), "rng": _rng_state(),
-                               "step": step + 1, "losses": losses}, run.checkpoint)
+            atomic_torch_save(
+                {
+                    "encoder": encoder.state_dict(),
+                    "loss": objective.loss.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(),
+                    "step": step + 1,
+                    "losses": losses,
+                },
+                run.checkpoint,
+            )
     k = max(1, min(10, len(losses) // 4))
-    return {"align_loss_first": float(np.mean(losses[:k])), "align_loss_last": float(np.mean(losses[-k:])),
-            "align_losses": losses, "steps": steps}
+    return {
+        "align_loss_first": float(np.mean(losses[:k])),
+        "align_loss_last": float(np.mean(losses[-k:])),
+        "align_losses": losses,
+        "steps": steps,
+    }
 
 
 @dataclass
@@ -228,10 +289,19 @@ class FinetuneSettings:
     align_alpha: float = 0.1
 
 
-def finetune(run: Run, model: TaskModel, train: Sequence[dict], dev: Sequence[dict], *,
-             settings: FinetuneSettings, pad_id: int, device: torch.device,
-             objective: AlignmentObjective | None = None, bf16: bool = False,
-             progress: bool = True) -> dict:
+def finetune(
+    run: Run,
+    model: TaskModel,
+    train: Sequence[dict],
+    dev: Sequence[dict],
+    *,
+    settings: FinetuneSettings,
+    pad_id: int,
+    device: torch.device,
+    objective: AlignmentObjective | None = None,
+    bf16: bool = False,
+    progress: bool = True,
+) -> dict:
     """Fine-tune ``model`` on encoded English ``train``; select on ``dev``; resumable.
 
     With ``objective`` (joint regime) each step adds ``align_alpha`` times one alignment batch's
@@ -260,16 +330,24 @@ def finetune(run: Run, model: TaskModel, train: Sequence[dict], dev: Sequence[di
         _set_rng_state(ckpt["rng"])
         start, log, best = ckpt["step"], ckpt["log"], ckpt["best"]
     autocast = _autocast(device, bf16)
-    bar = tqdm(range(start, s.max_steps), desc=f"{task} {run.path.name[:40]}", initial=start,
-               total=s.max_steps, disable=not progress, leave=False)
+    bar = tqdm(
+        range(start, s.max_steps),
+        desc=f"{task} {run.path.name[:40]}",
+        initial=start,
+        total=s.max_steps,
+        disable=not progress,
+        leave=False,
+    )
     loss_fn = nn.CrossEntropyLoss()
     for step in bar:
-        batch = collate([train[i] for i in batch_at(step, len(train), s.batch_size, s.seed)],
-                        pad_id, task)
+        batch = collate(
+            [train[i] for i in batch_at(step, len(train), s.batch_size, s.seed)], pad_id, task
+        )
         with autocast:
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            task_loss = loss_fn(logits.reshape(-1, logits.shape[-1]).float(),
-                                batch["labels"].to(device).reshape(-1))
+            task_loss = loss_fn(
+                logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].to(device).reshape(-1)
+            )
             _check_finite(task_loss, step, "task")
             loss = task_loss
             entry = {"step": step + 1, "task_loss": task_loss.item()}
@@ -293,11 +371,21 @@ def finetune(run: Run, model: TaskModel, train: Sequence[dict], dev: Sequence[di
         log.append(entry)
         bar.set_postfix(loss=f"{entry['task_loss']:.3f}")
         if (step + 1) % s.checkpoint_steps == 0 and not last:
-            ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": _rng_state(),
-                    "step": step + 1, "log": log, "best": best}
+            ckpt = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(),
+                "step": step + 1,
+                "log": log,
+                "best": best,
+            }
             if objective is not None:
                 ckpt["align_loss"] = objective.loss.state_dict()
             atomic_torch_save(ckpt, run.checkpoint)
-    return {"best_dev_accuracy": best["dev"], "best_step": best["step"], "log": log,
-            "max_steps": s.max_steps}
+    return {
+        "best_dev_accuracy": best["dev"],
+        "best_step": best["step"],
+        "log": log,
+        "max_steps": s.max_steps,
+    }

@@ -9,11 +9,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 
 def test_short_mini_pos_run_beats_majority(data_root, tmp_path):
-    cfg = make_config("mini", {
-        "data": str(data_root), "tasks": ["pos"], "regimes": ["baseline"], "pairs": [],
-        "tgt_langs": ["de"], "pos_max_steps": 40, "train_limit": 640, "dev_limit": 100,
-        "test_limit": 100, "eval_steps": 20,
-    })
+    cfg = make_config(
+        "mini",
+        {
+            "data": str(data_root),
+            "tasks": ["pos"],
+            "regimes": ["baseline"],
+            "pairs": [],
+            "tgt_langs": ["de"],
+            "pos_max_steps": 40,
+            "train_limit": 640,
+            "dev_limit": 100,
+            "test_limit": 100,
+            "eval_steps": 20,
+        },
+    )
     grid = run_grid(cfg, root=tmp_path / "runs", progress=False)
     frame = evaluation_frame(grid).set_index("lang")
     en, de = frame.loc["en"], frame.loc["de"]

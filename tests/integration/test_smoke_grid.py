@@ -1,4 +1,4 @@
-"""The smoke grid end to end: every step runs, results are complete, reruns reuse, resume is exact."""
+"""The smoke grid end to end: all steps run, results complete, reruns reuse, resume is exact."""
 
 import pytest
 
@@ -52,8 +52,9 @@ def test_rerun_recomputes_nothing(smoke_grid):
 
 def test_interrupted_grid_resumes_to_identical_results(smoke_grid, tmp_path, monkeypatch):
     cfg, _, reference = smoke_grid
-    cfg = make_config("smoke", {"tasks": ["pos"], "regimes": ["baseline", "joint"],
-                                "pairs": ["en-de"]})
+    cfg = make_config(
+        "smoke", {"tasks": ["pos"], "regimes": ["baseline", "joint"], "pairs": ["en-de"]}
+    )
     root = tmp_path / "runs"
     real_save = xlcore.train.atomic_torch_save
     state = {"interrupted": 0}

@@ -16,9 +16,19 @@ def test_profiles_resolve():
 
 
 def test_overrides_are_typed():
-    cfg = make_config("smoke", parse_overrides(
-        ["seeds=1,2", "learning_rate=3e-4", "pairs=en-fi", "trim_vocab=true", "test_limit=none",
-         'tgt_langs=["de", "fi"]']))
+    cfg = make_config(
+        "smoke",
+        parse_overrides(
+            [
+                "seeds=1,2",
+                "learning_rate=3e-4",
+                "pairs=en-fi",
+                "trim_vocab=true",
+                "test_limit=none",
+                'tgt_langs=["de", "fi"]',
+            ]
+        ),
+    )
     assert cfg.seeds == (1, 2)
     assert cfg.learning_rate == pytest.approx(3e-4)
     assert cfg.pairs == ("en-fi",)
@@ -29,16 +39,19 @@ def test_overrides_are_typed():
     assert make_config("smoke", {"seeds": [3], "pos_max_steps": 5}).seeds == (3,)
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ({"learning_rat": "1e-4"}, "Did you mean learning_rate"),
-    ({"learning_rate": "fast"}, "learning_rate must be a number"),
-    ({"seeds": "one"}, "seeds must be an integer"),
-    ({"trim_vocab": "maybe"}, "trim_vocab must be true or false"),
-    ({"pairs": "de-fr"}, "'en-xx'"),
-    ({"tasks": "ner"}, "choose from pos, sib"),
-    ({"align_loss": "cosine-ish"}, "choose from"),
-    ({"pos_max_steps": "0"}, "must be positive"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ({"learning_rat": "1e-4"}, "Did you mean learning_rate"),
+        ({"learning_rate": "fast"}, "learning_rate must be a number"),
+        ({"seeds": "one"}, "seeds must be an integer"),
+        ({"trim_vocab": "maybe"}, "trim_vocab must be true or false"),
+        ({"pairs": "de-fr"}, "'en-xx'"),
+        ({"tasks": "ner"}, "choose from pos, sib"),
+        ({"align_loss": "cosine-ish"}, "choose from"),
+        ({"pos_max_steps": "0"}, "must be positive"),
+    ],
+)
 def test_bad_overrides_name_the_fix(override, fragment):
     with pytest.raises(ConfigError) as err:
         make_config("smoke", override)

@@ -10,7 +10,7 @@ from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizer
 from transformers import PreTrainedTokenizerFast, XLMRobertaTokenizer
 
 from xlcore import e5q4, encoders
-from xlcore.errors import ConfigError
+from xlcore.errors import ConfigError, XlcoreError
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -144,7 +144,7 @@ def test_tiny_xlmr_shapes_and_word_ids(tiny):
 def test_sample_texts_reads_every_format(tmp_path):
     (tmp_path / "sib200" / "de").mkdir(parents=True)
     (tmp_path / "sib200" / "de" / "test.tsv").write_text(
-        'index_id\tcategory\ttext\n7\tscience\t"Zitat" am Anfang\n', encoding="utf-8"
+        'index_id\tcategory\ttext\n7\tscience/technology\t"Zitat" am Anfang\n', encoding="utf-8"
     )
     (tmp_path / "parallel").mkdir()
     (tmp_path / "parallel" / "en-de.tsv").write_text("id\ten\tde\n1\tHello\tHallo\n")
@@ -153,8 +153,9 @@ def test_sample_texts_reads_every_format(tmp_path):
         "# text = Zum Haus\n1-2\tZum\t_\t_\t_\t_\t_\t_\t_\t_\n1\tZu\tzu\tADP\t_\t_\t3\tcase\t_\t_\n"
         "2\tdem\tder\tDET\t_\t_\t3\tdet\t_\t_\n3\tHaus\tHaus\tNOUN\t_\t_\t0\troot\t_\t_\n\n"
     )
-    assert encoders.sample_texts(tmp_path) == ["Hello", "Hallo", '"Zitat" am Anfang', "Zu dem Haus"]
-    assert encoders.sample_texts(tmp_path / "missing") == list(encoders.FALLBACK_TEXTS)
+    assert encoders.sample_texts(tmp_path) == ["Hello", "Hallo", "Zu dem Haus", '"Zitat" am Anfang']
+    with pytest.raises(XlcoreError, match="no sample texts"):
+        encoders.sample_texts(tmp_path / "missing")
 
 
 def test_describe_counts_parameters(tiny, tiny_cache):

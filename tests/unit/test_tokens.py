@@ -13,8 +13,17 @@ def test_first_contentful_piece():
 
 def test_labels_only_on_first_pieces():
     labels = label_first_subwords(WORD_IDS, TOKENS, [10, 11, 12, 13])
-    assert labels == [IGNORE_INDEX, 10, 11, IGNORE_INDEX, IGNORE_INDEX, 12, 13, IGNORE_INDEX,
-                      IGNORE_INDEX]
+    assert labels == [
+        IGNORE_INDEX,
+        10,
+        11,
+        IGNORE_INDEX,
+        IGNORE_INDEX,
+        12,
+        13,
+        IGNORE_INDEX,
+        IGNORE_INDEX,
+    ]
 
 
 def test_word_made_only_of_bare_piece_falls_back():
