@@ -123,6 +123,7 @@ PROFILES: dict[str, dict] = {
         align_batch_size=8,
         align_train_limit=600,
         trim_vocab=True,
+        bf16=True,  # autocast; used only where native (AVX512-BF16/AMX CPUs, GPUs)
         seeds=(1,),
     ),
     # The paper's setting: XLM-R base, full data, 5 seeds, bf16 on a GPU.

@@ -284,6 +284,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     "seed": seed,
                     "learning_rate": c.align_learning_rate or c.learning_rate,
                     "max_seq_length": c.max_seq_length,
+                    "bf16": c.bf16,
                 }
 
                 def make_aligned(run: runs.Run, pair=pair, seed=seed, steps=steps) -> dict:
@@ -331,6 +332,8 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
         "pooling",
         "train_limit",
         "dev_limit",
+        "bf16",
+        "eval_max_seq_length",
     )
     for task in c.tasks:
         for seed in c.seeds:

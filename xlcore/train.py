@@ -81,9 +81,24 @@ def batch_at(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
     return epoch_batches(n, batch_size, seed, epoch)[within]
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively: CUDA, or a CPU with AVX512-BF16/AMX (oneDNN)."""
+    if device.type == "cuda":
+        return True
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def _precision(device: torch.device, bf16: bool) -> str:
+    return "bf16-autocast" if bf16 and bf16_supported(device) else "fp32"
+
+
 def _autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast on CUDA or CPU (CPUs with AVX512-BF16/AMX run matmuls about twice as fast)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    """bf16 autocast when asked for and native; else fp32 (emulated bf16 would be slower)."""
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device)
+    )
 
 
 def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
@@ -270,6 +285,7 @@ def align_encoder(
         "align_loss_last": float(np.mean(losses[-k:])),
         "align_losses": losses,
         "steps": steps,
+        "precision": _precision(device, bf16),
     }
 
 
@@ -388,4 +404,5 @@ def finetune(
         "best_step": best["step"],
         "log": log,
         "max_steps": s.max_steps,
+        "precision": _precision(device, bf16),
     }

@@ -1,0 +1,42 @@
+"""Grid planning: run keys change exactly when something that determines a result changes."""
+
+from pathlib import Path
+
+from xlcore.config import make_config
+from xlcore.grid import plan
+
+
+def _paths(grid, kind):
+    return {s.run.path for s in grid.steps if s.run.kind == kind}
+
+
+def test_evaluation_settings_reuse_trained_models(tmp_path):
+    a = plan(make_config("smoke"), root=tmp_path)
+    b = plan(make_config("smoke", {"test_limit": 3}), root=tmp_path)
+    assert _paths(a, "finetune") == _paths(b, "finetune")
+    assert _paths(a, "align") == _paths(b, "align")
+    assert _paths(a, "evaluate").isdisjoint(_paths(b, "evaluate"))
+
+
+def test_training_settings_change_training_keys_only_downstream(tmp_path):
+    a = plan(make_config("smoke"), root=tmp_path)
+    c = plan(make_config("smoke", {"learning_rate": 5e-4}), root=tmp_path)
+    assert _paths(a, "wordpairs") == _paths(c, "wordpairs")
+    assert _paths(a, "finetune").isdisjoint(_paths(c, "finetune"))
+    d = plan(make_config("smoke", {"bf16": True}), root=tmp_path)
+    assert _paths(a, "finetune").isdisjoint(_paths(d, "finetune"))
+
+
+def test_grid_shape(tmp_path):
+    grid = plan(make_config("smoke", {"seeds": [1, 2]}), root=tmp_path)
+    kinds = [s.run.kind for s in grid.steps]
+    # 2 pairs of word pairs; 2 pairs × 2 seeds aligned encoders (both tasks share the step count);
+    # 2 tasks × 2 seeds × (baseline + 2 sequential + 2 joint) models, each evaluated once.
+    assert kinds.count("wordpairs") == 2
+    assert kinds.count("align") == 4
+    assert kinds.count("finetune") == kinds.count("evaluate") == 2 * 2 * 5
+    # dependencies come first
+    order = {s.run.path: i for i, s in enumerate(grid.steps)}
+    for step in grid.steps:
+        for dep in step.run.spec["deps"].values():
+            assert order[Path(dep)] < order[step.run.path]
