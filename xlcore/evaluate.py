@@ -14,6 +14,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from xlcore.data import UPOS, LabelledText, TaggedSentence
+from xlcore.device import autocast
 from xlcore.tokens import IGNORE_INDEX, label_first_subwords
 
 UPOS_INDEX = {tag: i for i, tag in enumerate(UPOS)}
@@ -75,7 +76,13 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
 
 @torch.no_grad()
 def predict(
-    model, encoded: Sequence[dict], task: str, pad_id: int, batch_size: int, device: torch.device
+    model,
+    encoded: Sequence[dict],
+    task: str,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
 ) -> list:
     """Predicted label ids: per example, a list over labelled positions (POS) or one id (SIB)."""
     was_training = model.training
@@ -84,7 +91,8 @@ def predict(
     try:
         for idx in length_sorted_batches([len(e["input_ids"]) for e in encoded], batch_size):
             batch = collate([encoded[i] for i in idx], pad_id, task)
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            with autocast(device, bf16):
+                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             best = logits.argmax(-1).cpu()
             for row, i in enumerate(idx):
                 if task == "pos":
@@ -123,10 +131,16 @@ def score(encoded: Sequence[dict], preds: Sequence, task: str) -> dict[str, floa
 
 
 def evaluate(
-    model, encoded: Sequence[dict], task: str, pad_id: int, batch_size: int, device: torch.device
+    model,
+    encoded: Sequence[dict],
+    task: str,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
 ) -> dict[str, float]:
     """Predict and score in one call."""
-    return score(encoded, predict(model, encoded, task, pad_id, batch_size, device), task)
+    return score(encoded, predict(model, encoded, task, pad_id, batch_size, device, bf16), task)
 
 
 def majority_baseline(train: Sequence[TaggedSentence], test: Sequence[TaggedSentence]) -> float:

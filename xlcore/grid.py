@@ -21,6 +21,7 @@ from xlcore import data as xdata
 from xlcore import encoders, runs
 from xlcore.align import extract_word_pairs
 from xlcore.config import Config, pair_lang
+from xlcore.device import resolve_device
 from xlcore.errors import ConfigError, DataError
 from xlcore.evaluate import encode_pos, encode_sib, evaluate, majority_baseline
 from xlcore.paths import SAMPLE_ROOT, runs_dir
@@ -32,7 +33,6 @@ from xlcore.train import (
     TaskModel,
     align_encoder,
     finetune,
-    resolve_device,
 )
 
 NUM_LABELS = {"pos": len(xdata.UPOS), "sib": len(xdata.SIB_LABELS)}
@@ -374,6 +374,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     "langs": langs,
                     "test_limit": c.test_limit,
                     "eval_max_seq_length": c.eval_max_seq_length,
+                    "bf16": c.bf16,
                 }
                 ev_files = _checksums(source, [(task, lg, "test") for lg in langs])
                 ev_fn = _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path)
@@ -489,7 +490,13 @@ def _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path):
         ):
             encoded = _encoded(ctx, tok, task, lang, "test", c.test_limit, c.eval_max_seq_length)
             scores = evaluate(
-                model, encoded, task, tok.pad_token_id, c.per_device_eval_batch_size, ctx.device
+                model,
+                encoded,
+                task,
+                tok.pad_token_id,
+                c.per_device_eval_batch_size,
+                ctx.device,
+                c.bf16,
             )
             rec = {
                 "task": task,

@@ -21,21 +21,10 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from xlcore.align import AlignmentLoss, alignment_forward, build_alignment_loss
+from xlcore.device import autocast, precision_name
 from xlcore.errors import TrainingError
 from xlcore.evaluate import collate, evaluate
 from xlcore.runs import Run, atomic_torch_save
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(
-            "device=cuda was requested but no CUDA device is available; "
-            "use device=cpu or device=auto"
-        )
-    return torch.device(name)
 
 
 class TaskModel(nn.Module):
@@ -79,26 +68,6 @@ def batch_at(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
     per_epoch = math.ceil(n / batch_size)
     epoch, within = divmod(step, per_epoch)
     return epoch_batches(n, batch_size, seed, epoch)[within]
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast runs natively: CUDA, or a CPU with AVX512-BF16/AMX (oneDNN)."""
-    if device.type == "cuda":
-        return True
-    return bool(
-        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
-
-
-def _precision(device: torch.device, bf16: bool) -> str:
-    return "bf16-autocast" if bf16 and bf16_supported(device) else "fp32"
-
-
-def _autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast when asked for and native; else fp32 (emulated bf16 would be slower)."""
-    return torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device)
-    )
 
 
 def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
@@ -259,7 +228,7 @@ def align_encoder(
         leave=False,
     )
     for step in bar:
-        with _autocast(device, bf16):
+        with autocast(device, bf16):
             loss = objective(encoder, step)
         _check_finite(loss, step, "alignment")
         loss.backward()
@@ -285,7 +254,7 @@ def align_encoder(
         "align_loss_last": float(np.mean(losses[-k:])),
         "align_losses": losses,
         "steps": steps,
-        "precision": _precision(device, bf16),
+        "precision": precision_name(device, bf16),
     }
 
 
@@ -345,7 +314,7 @@ def finetune(
         scheduler.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"])
         start, log, best = ckpt["step"], ckpt["log"], ckpt["best"]
-    autocast = _autocast(device, bf16)
+    mixed = autocast(device, bf16)
     bar = tqdm(
         range(start, s.max_steps),
         desc=f"{task} {run.path.name[:40]}",
@@ -359,7 +328,7 @@ def finetune(
         batch = collate(
             [train[i] for i in batch_at(step, len(train), s.batch_size, s.seed)], pad_id, task
         )
-        with autocast:
+        with mixed:
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             task_loss = loss_fn(
                 logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].to(device).reshape(-1)
@@ -379,7 +348,7 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         last = step + 1 == s.max_steps
         if (step + 1) % s.eval_steps == 0 or last:
-            dev_scores = evaluate(model, dev, task, pad_id, s.eval_batch_size, device)
+            dev_scores = evaluate(model, dev, task, pad_id, s.eval_batch_size, device, bf16)
             entry["dev_accuracy"] = dev_scores["accuracy"]
             if dev_scores["accuracy"] > best["dev"]:
                 best = {"dev": dev_scores["accuracy"], "step": step + 1}
@@ -404,5 +373,5 @@ def finetune(
         "best_step": best["step"],
         "log": log,
         "max_steps": s.max_steps,
-        "precision": _precision(device, bf16),
+        "precision": precision_name(device, bf16),
     }

@@ -1,0 +1,40 @@
+"""The compute device and numeric precision: one place decides CUDA vs CPU and bf16 autocast."""
+
+from __future__ import annotations
+
+import torch
+
+from xlcore.errors import TrainingError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(
+            "device=cuda was requested but no CUDA device is available; "
+            "use device=cpu or device=auto"
+        )
+    return torch.device(name)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively: CUDA, or a CPU with AVX512-BF16/AMX (oneDNN)."""
+    if device.type == "cuda":
+        return True
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def precision_name(device: torch.device, bf16: bool) -> str:
+    """What :func:`autocast` will actually use, for provenance: ``bf16-autocast`` or ``fp32``."""
+    return "bf16-autocast" if bf16 and bf16_supported(device) else "fp32"
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast when asked for and native; else fp32 (emulated bf16 would be slower)."""
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device)
+    )
