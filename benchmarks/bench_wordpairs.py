@@ -30,6 +30,7 @@ from xlcore.align import (
     itermax_align,
     similarity,
 )
+from xlcore.encoders import load
 from xlcore.paths import env_data_root
 from xlcore.tokens import split_words
 
@@ -50,56 +51,6 @@ def read_pairs(path: Path, n: int) -> list[tuple[list[str], list[str]]]:
             for row, _ in zip(rows, range(n), strict=False)
         ]
     return pairs
-
-
-def load_encoder():
-    """multilingual-e5-small via xlcore.encoders.load, else a random tiny XLM-R (noted)."""
-    try:
-        from xlcore.encoders import load
-
-        model, tokenizer = load(ENCODER)
-        return model, tokenizer, f"{ENCODER} via xlcore.encoders.load"
-    except Exception as err:  # any failure means: use the offline fallback
-        print(f"could not load {ENCODER} ({type(err).__name__}: {err}); using a random model")
-        return (*random_encoder(), "random XLMRobertaModel (4 layers, hidden 256), Unigram tok")
-
-
-def random_encoder():
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
-
-    root = env_data_root() or REPO.parent / "shared" / "data"
-    texts = [" ".join(s) + "\n" + " ".join(t) for s, t in read_pairs(root / PAIRS, 2000)]
-    backend = Tokenizer(models.Unigram())
-    backend.pre_tokenizer = pre_tokenizers.Metaspace()
-    specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    trainer = trainers.UnigramTrainer(
-        vocab_size=4000, special_tokens=specials, unk_token="<unk>", show_progress=False
-    )
-    backend.train_from_iterator(texts, trainer=trainer)
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    )
-    config = XLMRobertaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=1024,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    return XLMRobertaModel(config, add_pooling_layer=False).eval(), tokenizer
 
 
 @torch.no_grad()
@@ -138,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
 
     root = env_data_root() or REPO.parent / "shared" / "data"
     pairs = read_pairs(root / PAIRS, args.n)
-    model, tokenizer, which = load_encoder()
+    model, tokenizer = load(ENCODER)
+    which = ENCODER
     layer = min(args.layer, model.config.num_hidden_layers)
     print(
         f"encoder: {which}; layer {layer}; method {args.method}; {torch.get_num_threads()} "
