@@ -81,3 +81,17 @@ def test_interrupted_grid_resumes_to_identical_results(smoke_grid, tmp_path, mon
     logs = [s.run.metrics()["log"] for s in resumed.steps if s.run.kind == "finetune"]
     fresh = [s.run.metrics()["log"] for s in uninterrupted.steps if s.run.kind == "finetune"]
     assert logs == fresh  # identical per-step losses
+
+
+def test_joint_regime_trains_both_objectives(smoke_grid):
+    _, _, grid = smoke_grid
+    for step in grid.steps:
+        if step.run.kind != "finetune":
+            continue
+        log = step.run.metrics()["log"]
+        regime = step.run.spec["spec"]["regime"]
+        has_align = ["align_loss" in entry for entry in log]
+        assert all(has_align) if regime == "joint" else not any(has_align)
+        if regime == "sequential":  # starts from the aligned encoder, not the base one
+            source = (step.run.path / "encoder_source.json").read_text()
+            assert "/align/" in source
