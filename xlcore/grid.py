@@ -22,7 +22,7 @@ from xlcore import encoders, runs
 from xlcore.align import extract_word_pairs
 from xlcore.config import Config, pair_lang
 from xlcore.device import resolve_device
-from xlcore.errors import ConfigError, DataError
+from xlcore.errors import ConfigError
 from xlcore.evaluate import encode_pos, encode_sib, evaluate, majority_baseline
 from xlcore.paths import SAMPLE_ROOT, runs_dir
 from xlcore.tokens import split_words
@@ -377,7 +377,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     "bf16": c.bf16,
                 }
                 ev_files = _checksums(source, [(task, lg, "test") for lg in langs])
-                ev_fn = _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path)
+                ev_fn = _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run)
                 grid.add(
                     "evaluate",
                     name,
@@ -478,7 +478,7 @@ def load_task_model(finetune_run: runs.Run, device: torch.device | None = None) 
     return model.to(device or torch.device("cpu")).eval(), tok
 
 
-def _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run, deps, base_path):
+def _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run):
     c = ctx.config
 
     def fn(run: runs.Run) -> dict:
@@ -561,5 +561,4 @@ __all__ = [
     "evaluation_frame",
     "load_task_model",
     "Grid",
-    "DataError",
 ]

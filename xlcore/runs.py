@@ -323,24 +323,3 @@ def results_frame(root: Path | None = None, kinds: tuple[str, ...] | None = None
                 {"kind": kind, **record, "wall_time_s": prov.get("wall_time_s"), "run": path.name}
             )
     return pd.DataFrame(rows)
-
-
-def status_frame(root: Path | None = None):
-    """One row per run directory: kind, name, complete or partial, wall time."""
-    import pandas as pd
-
-    rows = []
-    for path in iter_runs(root):
-        complete = (path / COMPLETE).exists()
-        wall = None
-        if complete:
-            wall = json.loads((path / "provenance.json").read_text()).get("wall_time_s")
-        rows.append(
-            {
-                "kind": path.parent.name,
-                "run": path.name,
-                "status": "complete" if complete else "partial",
-                "wall_time_s": wall,
-            }
-        )
-    return pd.DataFrame(rows)
