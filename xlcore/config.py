@@ -17,7 +17,10 @@ from dataclasses import dataclass, fields
 from xlcore.errors import ConfigError
 
 TASKS = ("pos", "sib")
-REGIMES = ("baseline", "sequential", "joint")
+REGIMES = ("baseline", "sequential", "joint", "alternating", "pcgrad", "gradvac")
+ALIGNED_REGIMES = REGIMES[1:]  # regimes that use a language pair
+STRATEGY_REGIMES = REGIMES[2:]  # alignment loss during fine-tuning (xlcore.train.STRATEGIES)
+ANALYSES = ("distances", "gradients")
 WORDPAIR_METHODS = ("argmax", "itermax")
 POOLINGS = ("mean", "cls")
 
@@ -63,8 +66,18 @@ class Config:
     align_train_limit: int | None = None  # parallel sentence pairs used for alignment
     wordpair_layer: int = 8
     wordpair_method: str = "itermax"
+    strategy_pairs: tuple[str, ...] = ()  # pairs for alternating/pcgrad/gradvac (empty: all)
+    gradvac_beta: float = 0.01  # EMA rate of GradVac's target similarity (GradVac paper)
+    # analyses
+    analyses: tuple[str, ...] = ANALYSES
+    distance_limit: int | None = 200  # sentences per language and sentence-level measure
+    distance_word_pairs: int | None = 1000  # held-out word pairs per language
+    distance_regimes: tuple[str, ...] = REGIMES  # fine-tuned models whose encoders are measured
+    probe_every: int | None = None  # gradient probe interval in steps (None: max_steps/4; 0: off)
+    probe_batch_size: int = 8
     # runtime
     trim_vocab: bool = False
+    group_by_length: bool = True  # length-grouped training batches (less padding)
     device: str = "auto"
     bf16: bool = False
 
@@ -84,6 +97,22 @@ class Config:
         """Fine-tuning steps for ``task``."""
         return {"pos": self.pos_max_steps, "sib": self.sib_max_steps}[task]
 
+    def probe_interval(self, task: str) -> int:
+        """Steps between gradient probes for ``task`` (0: no probing)."""
+        if "gradients" not in self.analyses:
+            return 0
+        if self.probe_every is None:
+            return max(1, self.max_steps(task) // 4)
+        return self.probe_every
+
+    def regime_pairs(self, regime: str) -> tuple[str, ...]:
+        """The pairs a regime runs on (none for the baseline)."""
+        if regime == "baseline":
+            return ()
+        if regime in STRATEGY_REGIMES[1:] and self.strategy_pairs:
+            return tuple(p for p in self.pairs if p in self.strategy_pairs)
+        return self.pairs
+
 
 _MINI_TGT = ("de", "ru", "ar", "zh", "fr", "es", "hi", "ja", "tr", "fi", "el", "ko")
 
@@ -101,6 +130,8 @@ PROFILES: dict[str, dict] = {
         eval_steps=6,
         checkpoint_steps=4,
         align_batch_size=4,
+        probe_batch_size=1,
+        distance_limit=20,
         wordpair_layer=1,
         seeds=(1,),
     ),
@@ -304,6 +335,9 @@ def _check_choice(key: str, values: Iterable[str], allowed: Iterable[str]) -> No
 def _check(config: Config) -> None:
     _check_choice("tasks", config.tasks, TASKS)
     _check_choice("regimes", config.regimes, REGIMES)
+    _check_choice("distance_regimes", config.distance_regimes, REGIMES)
+    _check_choice("analyses", config.analyses, ANALYSES)
+    _check_choice("strategy_pairs", config.strategy_pairs, config.pairs)
     _check_choice("wordpair_method", [config.wordpair_method], WORDPAIR_METHODS)
     _check_choice("pooling", [config.pooling], POOLINGS)
     _check_choice("device", [config.device], ("auto", "cpu", "cuda"))
@@ -326,11 +360,20 @@ def _check(config: Config) -> None:
         "eval_steps",
         "checkpoint_steps",
         "align_batch_size",
+        "probe_batch_size",
     )
     for key in positive:
         if getattr(config, key) <= 0:
             raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")
-    for key in ("train_limit", "dev_limit", "test_limit", "align_steps", "align_train_limit"):
+    for key in (
+        "train_limit",
+        "dev_limit",
+        "test_limit",
+        "align_steps",
+        "align_train_limit",
+        "distance_limit",
+        "distance_word_pairs",
+    ):
         value = getattr(config, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{key} must be positive or None, got {value}")
@@ -338,8 +381,14 @@ def _check(config: Config) -> None:
         raise ConfigError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
     if config.learning_rate <= 0:
         raise ConfigError(f"learning_rate must be positive, got {config.learning_rate}")
-    if ("sequential" in config.regimes or "joint" in config.regimes) and not config.pairs:
-        raise ConfigError("regimes sequential/joint need at least one language pair (pairs=en-de)")
+    if set(config.regimes) & set(ALIGNED_REGIMES) and not config.pairs:
+        raise ConfigError(
+            f"regimes {', '.join(ALIGNED_REGIMES)} need at least one language pair (pairs=en-de)"
+        )
+    if config.probe_every is not None and config.probe_every < 0:
+        raise ConfigError(f"probe_every must be >= 0 (0: no probing), got {config.probe_every}")
+    if not 0 < config.gradvac_beta <= 1:
+        raise ConfigError(f"gradvac_beta must be in (0, 1], got {config.gradvac_beta}")
 
 
 def config_fields() -> dict[str, str]:
@@ -352,6 +401,9 @@ __all__ = [
     "PROFILES",
     "TASKS",
     "REGIMES",
+    "ALIGNED_REGIMES",
+    "STRATEGY_REGIMES",
+    "ANALYSES",
     "make_config",
     "parse_overrides",
     "pair_lang",

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from xlcore import data as xdata
 from xlcore import encoders, runs
 from xlcore.align import extract_word_pairs
-from xlcore.config import Config, pair_lang
+from xlcore.analysis import distances as xdist
+from xlcore.config import STRATEGY_REGIMES, Config, pair_lang
 from xlcore.device import resolve_device
 from xlcore.errors import ConfigError
 from xlcore.evaluate import encode_pos, encode_sib, evaluate, majority_baseline
@@ -30,6 +31,7 @@ from xlcore.train import (
     AlignmentData,
     AlignmentObjective,
     FinetuneSettings,
+    GradientProbe,
     TaskModel,
     align_encoder,
     finetune,
@@ -40,7 +42,9 @@ _LAYOUT = {
     "pos": "ud/{lang}/{split}.conllu",
     "sib": "sib200/{lang}/{split}.tsv",
     "parallel": "parallel/en-{lang}.tsv",
+    "tatoeba": "tatoeba/{lang}-en.tsv",
 }
+_DISTANCE_MAX_LENGTH = 128
 
 
 def data_source(config: Config) -> xdata.DataSource:
@@ -237,8 +241,10 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
 
     align_runs: dict[tuple[str, int, int], runs.Run] = {}
     pair_runs: dict[str, runs.Run] = {}
-    needs_align = "sequential" in c.regimes or "joint" in c.regimes
-    for pair, lang in zip(c.pairs, pair_langs, strict=True) if needs_align else []:
+    heldout_runs: dict[str, runs.Run] = {}
+    aligned_regimes = [r for r in c.regimes if r != "baseline"]
+    wants_heldout = bool(set(c.analyses) & {"distances", "gradients"})
+    for pair, lang in zip(c.pairs, pair_langs, strict=True):
         wp_spec = {
             **model_spec,
             "pair": pair,
@@ -248,24 +254,47 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
         }
         wp_data = _checksums(source, [("parallel", lang, None)])
 
-        def make_pairs(run: runs.Run, lang=lang) -> dict:
+        def make_pairs(run: runs.Run, lang=lang, part="train") -> dict:
             model, tok = ctx.encoder(base_path())
             model.to(ctx.device)
-            train, _ = ctx.bitext(lang)
+            train, heldout = ctx.bitext(lang)
+            sentences = train if part == "train" else heldout
             links = extract_word_pairs(
-                model, tok, train, layer=c.wordpair_layer, method=c.wordpair_method
+                model, tok, sentences, layer=c.wordpair_layer, method=c.wordpair_method
             )
             runs.atomic_write_json(
                 run.path / "pairs.json",
-                {"src": [s for s, _ in train], "tgt": [t for _, t in train], "links": links},
+                {
+                    "src": [s for s, _ in sentences],
+                    "tgt": [t for _, t in sentences],
+                    "links": links,
+                },
             )
             n_links = sum(len(x) for x in links)
             return {
-                "records": [{"pair": f"en-{lang}", "sentences": len(train), "links": n_links}],
-                "sentences": len(train),
+                "records": [
+                    {
+                        "pair": f"en-{lang}",
+                        "part": part,
+                        "sentences": len(sentences),
+                        "links": n_links,
+                    }
+                ],
+                "sentences": len(sentences),
                 "links": n_links,
             }
 
+        if wants_heldout:
+            heldout_runs[pair] = grid.add(
+                "wordpairs",
+                f"{pair}-heldout",
+                {**wp_spec, "part": "heldout"},
+                lambda run, lang=lang: make_pairs(run, lang, "heldout"),
+                data=wp_data,
+                deps=base_deps,
+            )
+        if not any(pair in c.regime_pairs(r) for r in aligned_regimes):
+            continue
         pair_runs[pair] = grid.add(
             "wordpairs", pair, wp_spec, make_pairs, data=wp_data, deps=base_deps
         )
@@ -302,6 +331,9 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                         progress=ctx.progress,
                     )
                     encoders.save(model.cpu(), tok, run.path / "encoder")
+                    runs.atomic_torch_save(
+                        objective.loss.cpu().state_dict(), run.path / "alignment_loss.pt"
+                    )
                     metrics["records"] = [
                         {
                             "pair": pair,
@@ -322,6 +354,47 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     seed=seed,
                 )
 
+    distance_langs = list(dict.fromkeys(pair_langs))
+    dist_spec = {
+        "langs": distance_langs,
+        "distance_limit": c.distance_limit,
+        "distance_word_pairs": c.distance_word_pairs,
+        "max_length": _DISTANCE_MAX_LENGTH,
+    }
+    dist_files = _checksums(
+        source,
+        [("sib", lg, "test") for lg in (c.src_lang, *distance_langs)]
+        + [("tatoeba", lg, None) for lg in distance_langs],
+    )
+    wants_distances = "distances" in c.analyses and bool(distance_langs)
+
+    def add_distances(name: str, record: dict, load, deps: dict) -> None:
+        fn = _distances_fn(ctx, record, load, heldout_runs, distance_langs)
+        grid.add(
+            "distances",
+            name,
+            dist_spec,
+            fn,
+            data=dist_files,
+            deps={**deps, **{f"heldout-{p}": r for p, r in heldout_runs.items()}},
+            seed=record.get("seed"),
+        )
+
+    if wants_distances:
+        add_distances(
+            "base",
+            {"stage": "base"},
+            lambda: ctx.encoder(base_path()),
+            dict(base_deps),
+        )
+        for (pair, seed, _steps), al_run in align_runs.items():
+            add_distances(
+                f"aligned-{pair}-s{seed}",
+                {"stage": "aligned", "pair": pair, "seed": seed},
+                lambda al_run=al_run: ctx.encoder(str(al_run.path / "encoder")),
+                {"align": al_run},
+            )
+
     ft_keys = (
         "learning_rate",
         "per_device_train_batch_size",
@@ -334,15 +407,15 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
         "dev_limit",
         "bf16",
         "eval_max_seq_length",
+        "group_by_length",
     )
     for task in c.tasks:
         for seed in c.seeds:
             variants: list[tuple[str, str | None]] = []
             if "baseline" in c.regimes:
                 variants.append(("baseline", None))
-            for regime in ("sequential", "joint"):
-                if regime in c.regimes:
-                    variants.extend((regime, pair) for pair in c.pairs)
+            for regime in aligned_regimes:
+                variants.extend((regime, pair) for pair in c.regime_pairs(regime))
             for regime, pair in variants:
                 spec = {
                     **model_spec,
@@ -356,7 +429,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                 deps = dict(base_deps)
                 if regime == "sequential":
                     deps["align"] = align_runs[(pair, seed, c.align_steps or c.max_steps(task))]
-                if regime == "joint":
+                if regime in STRATEGY_REGIMES:
                     deps["wordpairs"] = pair_runs[pair]
                     spec.update(
                         align_loss=c.align_loss,
@@ -364,10 +437,37 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                         align_alpha=c.align_alpha,
                         align_batch_size=c.align_batch_size,
                     )
+                if regime == "gradvac":
+                    spec["gradvac_beta"] = c.gradvac_beta
+                probe_every = c.probe_interval(task)
+                if probe_every:
+                    probe_pairs = c.pairs if regime == "baseline" else (pair,)
+                    spec.update(
+                        probe_every=probe_every,
+                        probe_batch_size=c.probe_batch_size,
+                        probe_pairs=list(probe_pairs),
+                        align_loss=c.align_loss,
+                        align_layer=c.align_layer,
+                    )
+                    for p in probe_pairs:
+                        deps[f"heldout-{p}"] = heldout_runs[p]
                 files = _checksums(source, [(task, c.src_lang, "train"), (task, c.src_lang, "dev")])
                 name = f"{task}-{regime}" + (f"-{pair}" if pair else "") + f"-s{seed}"
                 ft_fn = _finetune_fn(ctx, task, regime, pair, seed, deps, base_path)
                 ft_run = grid.add("finetune", name, spec, ft_fn, data=files, deps=deps, seed=seed)
+                if wants_distances and regime in c.distance_regimes:
+                    add_distances(
+                        f"finetuned-{name}",
+                        {
+                            "stage": "finetuned",
+                            "task": task,
+                            "regime": regime,
+                            "pair": pair,
+                            "seed": seed,
+                        },
+                        lambda ft_run=ft_run: _finetuned_encoder(ft_run),
+                        {"finetune": ft_run},
+                    )
 
                 langs = list(dict.fromkeys((c.src_lang, *c.tgt_langs)))
                 ev_spec = {
@@ -390,12 +490,16 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     return grid
 
 
-def _objective(ctx: _Context, model, tok, pairs_run: runs.Run, seed: int) -> AlignmentObjective:
-    c = ctx.config
+def _pairs_data(pairs_run: runs.Run) -> AlignmentData:
     saved = json.loads((pairs_run.path / "pairs.json").read_text())
-    data = AlignmentData(
+    return AlignmentData(
         saved["src"], saved["tgt"], [[tuple(p) for p in x] for x in saved["links"]]
     )
+
+
+def _objective(ctx: _Context, model, tok, pairs_run: runs.Run, seed: int) -> AlignmentObjective:
+    c = ctx.config
+    data = _pairs_data(pairs_run)
     return AlignmentObjective(
         model,
         tok,
@@ -422,10 +526,11 @@ def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
         encoder, tok = ctx.encoder(start_from)
         model = TaskModel(encoder, task, NUM_LABELS[task], pooling=c.pooling)
         objective = None
-        if regime == "joint":
+        if regime in STRATEGY_REGIMES:
             objective = _objective(ctx, encoder, tok, deps["wordpairs"], seed)
         train = _encoded(ctx, tok, task, c.src_lang, "train", c.train_limit, c.max_seq_length)
         dev = _encoded(ctx, tok, task, c.src_lang, "dev", c.dev_limit, c.eval_max_seq_length)
+        probe = _gradient_probe(ctx, task, regime, pair, seed, deps, encoder, tok, objective)
         settings = FinetuneSettings(
             max_steps=c.max_steps(task),
             batch_size=c.per_device_train_batch_size,
@@ -437,6 +542,8 @@ def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
             checkpoint_steps=c.checkpoint_steps,
             seed=seed,
             align_alpha=c.align_alpha,
+            group_by_length=c.group_by_length,
+            gradvac_beta=c.gradvac_beta,
         )
         metrics = finetune(
             run,
@@ -447,10 +554,14 @@ def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
             pad_id=tok.pad_token_id,
             device=ctx.device,
             objective=objective,
+            strategy=regime if regime in STRATEGY_REGIMES else "joint",
+            probe=probe,
             bf16=c.bf16,
             progress=ctx.progress,
         )
         runs.atomic_write_json(run.path / "encoder_source.json", {"encoder": start_from})
+        context = {"task": task, "regime": regime, "pair": pair, "seed": seed}
+        metrics["gradients"] = [{**context, **r} for r in metrics["gradients"]]
         metrics["records"] = [
             {
                 "task": task,
@@ -463,6 +574,105 @@ def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
             }
         ]
         return metrics
+
+    return fn
+
+
+def _gradient_probe(ctx, task, regime, pair, seed, deps, encoder, tok, objective):
+    """The probe of one fine-tuning run: two English dev batches against each pair's held-out
+    alignment batches. The loss module is the run's own (joint family), the aligned run's
+    (sequential), or a fresh one initialised from the seed (baseline)."""
+    c = ctx.config
+    every = c.probe_interval(task)
+    if not every:
+        return None
+    from xlcore.align import build_alignment_loss
+    from xlcore.analysis.gradients import probe_steps
+    from xlcore.evaluate import collate
+
+    n = c.probe_batch_size
+    dev = _encoded(ctx, tok, task, c.src_lang, "dev", c.dev_limit, c.max_seq_length)
+    if len(dev) < 2 * n:
+        raise ConfigError(
+            f"gradient probing needs {2 * n} English dev examples, the {task} dev set has "
+            f"{len(dev)}; lower probe_batch_size or set probe_every=0"
+        )
+    batches = [collate(dev[k * n : (k + 1) * n], tok.pad_token_id, task) for k in range(2)]
+    pairs = c.pairs if regime == "baseline" else (pair,)
+    objectives = {}
+    for p in pairs:
+        data = _pairs_data(deps[f"heldout-{p}"])
+        if len(data) < 2 * n:
+            raise ConfigError(
+                f"gradient probing needs {2 * n} held-out sentence pairs with word pairs for "
+                f"{p}, found {len(data)}; lower probe_batch_size or set probe_every=0"
+            )
+        if objective is not None:
+            loss, reference = objective.loss, objective.reference
+        else:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                loss = build_alignment_loss(c.align_loss, encoder.config.hidden_size)
+            if regime == "sequential":
+                state = torch.load(
+                    deps["align"].path / "alignment_loss.pt", map_location="cpu", weights_only=True
+                )
+                loss.load_state_dict(state)
+            reference = None
+            if loss.needs_reference:
+                import copy
+
+                reference = copy.deepcopy(encoder).eval().requires_grad_(False)
+        objectives[p] = (loss, data, reference)
+    return GradientProbe(
+        probe_steps(c.max_steps(task), every),
+        batches,
+        objectives,
+        tokenizer=tok,
+        layer=c.align_layer,
+        max_length=c.max_seq_length,
+        batch_size=n,
+        device=ctx.device,
+    )
+
+
+def _finetuned_encoder(ft_run: runs.Run):
+    model, tok = load_task_model(ft_run)
+    return model.encoder, tok
+
+
+def _distances_fn(ctx, record: dict, load, heldout_runs: dict, langs: list[str]):
+    c = ctx.config
+
+    def fn(run: runs.Run) -> dict:
+        model, tok = load()
+        model.to(ctx.device).eval()
+        word_pairs = {}
+        for pair, hr in heldout_runs.items():
+            lang = pair_lang(pair, c.src_lang)
+            data = _pairs_data(hr)
+            word_pairs[lang] = xdist.WordPairSet(
+                data.src_words, data.tgt_words, data.links
+            ).limited(c.distance_word_pairs)
+        parallel, tatoeba = {}, {}
+        en_sib = {e.id: e.text for e in xdata.load_sib(c.src_lang, "test", source=ctx.source)}
+        for lang in langs:
+            x_sib = xdata.load_sib(lang, "test", source=ctx.source)
+            shared = [e for e in x_sib if e.id in en_sib][: c.distance_limit]
+            parallel[lang] = ([en_sib[e.id] for e in shared], [e.text for e in shared])
+            if lang in xdata.available_languages("tatoeba", source=ctx.source):
+                rows = xdata.load_tatoeba(lang, source=ctx.source)[: c.distance_limit]
+                tatoeba[lang] = ([en for en, _ in rows], [x for _, x in rows])
+        records = xdist.measure(
+            model,
+            tok,
+            word_pairs=word_pairs,
+            parallel=parallel,
+            tatoeba=tatoeba,
+            max_length=_DISTANCE_MAX_LENGTH,
+        )
+        base = {"stage": None, "task": None, "regime": None, "pair": None, "seed": None}
+        return {"records": [{**base, **record, **r} for r in records]}
 
     return fn
 
@@ -542,14 +752,44 @@ def run_grid(config: Config, *, root: Path | None = None, progress: bool = True)
     return grid
 
 
-def evaluation_frame(grid: Grid):
-    """The grid's zero-shot results as one tidy DataFrame (one row per model and language)."""
+def _frame(grid: Grid, kind: str, key: str = "records"):
     import pandas as pd
 
     rows = []
     for step in grid.steps:
-        if step.run.kind == "evaluate" and step.run.complete:
-            rows.extend(step.run.metrics()["records"])
+        if step.run.kind == kind and step.run.complete:
+            rows.extend(step.run.metrics().get(key, []))
+    return pd.DataFrame(rows)
+
+
+def evaluation_frame(grid: Grid):
+    """The grid's zero-shot results as one tidy DataFrame (one row per model and language)."""
+    return _frame(grid, "evaluate")
+
+
+def distance_frame(grid: Grid):
+    """Distance measures of every encoder of the grid: columns stage (base, aligned,
+    finetuned), task, regime, pair, seed, lang, layer, level, metric, value, n."""
+    return _frame(grid, "distances")
+
+
+def gradient_frame(grid: Grid):
+    """Gradient probe records of every fine-tuning run: columns task, regime, pair, seed,
+    step, probe_pair, group, cos, norm_task, norm_align, floor_task, floor_align."""
+    return _frame(grid, "finetune", "gradients")
+
+
+def finetune_logs(grid: Grid):
+    """Per-step training logs of every fine-tuning run (losses, dev accuracy, and for
+    pcgrad/gradvac the cosine of the two gradients at every step)."""
+    import pandas as pd
+
+    rows = []
+    for step in grid.steps:
+        if step.run.kind == "finetune" and step.run.complete:
+            spec = step.run.spec["spec"]
+            context = {k: spec[k] for k in ("task", "regime", "pair", "seed")}
+            rows.extend({**context, **e} for e in step.run.metrics()["log"])
     return pd.DataFrame(rows)
 
 
@@ -559,6 +799,9 @@ __all__ = [
     "validate_languages",
     "data_source",
     "evaluation_frame",
+    "distance_frame",
+    "gradient_frame",
+    "finetune_logs",
     "load_task_model",
     "Grid",
 ]

@@ -21,6 +21,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from xlcore.align import AlignmentLoss, alignment_forward, build_alignment_loss
+from xlcore.analysis.gradients import GradientSpace, ProbeObjective, cosine
+from xlcore.analysis.gradients import probe as gradient_probe
+from xlcore.combine import GradVac, pcgrad
 from xlcore.device import autocast, precision_name
 from xlcore.errors import TrainingError
 from xlcore.evaluate import collate, evaluate
@@ -57,17 +60,39 @@ class TaskModel(nn.Module):
         return self.head(self.dropout(pooled))  # (B, C)
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """The shuffled batches of one epoch, a pure function of (seed, epoch)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+GROUP_SIZE = 50  # batches per length-sorted chunk (as transformers' LengthGroupedSampler)
 
 
-def batch_at(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
+def epoch_batches(
+    n: int, batch_size: int, seed: int, epoch: int, lengths: Sequence[int] | None = None
+) -> list[np.ndarray]:
+    """The shuffled batches of one epoch, a pure function of (seed, epoch).
+
+    With ``lengths``, batches are grouped by length: the shuffled order is cut into chunks of
+    ``GROUP_SIZE`` batches, each chunk is sorted by length, and the batches are shuffled again,
+    so padding shrinks while every batch still mixes examples from the whole epoch's chunk.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    if lengths is None:
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    lengths = np.asarray(lengths)
+    chunk = GROUP_SIZE * batch_size
+    batches = []
+    for start in range(0, n, chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(-lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def batch_at(
+    step: int, n: int, batch_size: int, seed: int, lengths: Sequence[int] | None = None
+) -> np.ndarray:
     """Indices of the examples in training step ``step`` (epochs follow each other)."""
     per_epoch = math.ceil(n / batch_size)
     epoch, within = divmod(step, per_epoch)
-    return epoch_batches(n, batch_size, seed, epoch)[within]
+    return epoch_batches(n, batch_size, seed, epoch, lengths)[within]
 
 
 def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
@@ -272,6 +297,11 @@ class FinetuneSettings:
     checkpoint_steps: int
     seed: int
     align_alpha: float = 0.1
+    group_by_length: bool = False
+    gradvac_beta: float = 0.01
+
+
+STRATEGIES = ("joint", "alternating", "pcgrad", "gradvac")
 
 
 def finetune(
@@ -284,15 +314,23 @@ def finetune(
     pad_id: int,
     device: torch.device,
     objective: AlignmentObjective | None = None,
+    strategy: str = "joint",
+    probe: GradientProbe | None = None,
     bf16: bool = False,
     progress: bool = True,
 ) -> dict:
     """Fine-tune ``model`` on encoded English ``train``; select on ``dev``; resumable.
 
-    With ``objective`` (joint regime) each step adds ``align_alpha`` times one alignment batch's
-    loss. The best dev state is written to ``run.path/'model.pt'``; returns metrics.
+    With ``objective``, the alignment loss (weighted by ``align_alpha``) is combined with the
+    task loss by ``strategy``: ``joint`` (one backward of the weighted sum), ``alternating``
+    (after every task update, a separate alignment update), ``pcgrad`` or ``gradvac``
+    (per-objective gradients on the shared encoder, combined by :mod:`xlcore.combine`).
+    ``probe`` records task/alignment gradient statistics at its steps without changing the
+    course of training. The best dev state is written to ``run.path/'model.pt'``.
     """
     s = settings
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     model.to(device).train()
     modules: list[nn.Module] = [model]
     if objective is not None:
@@ -302,18 +340,24 @@ def finetune(
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(s.warmup_ratio * s.max_steps), s.max_steps
     )
+    surgery = objective is not None and strategy in ("pcgrad", "gradvac")
+    space = GradientSpace.of(model.encoder) if surgery else None
+    vaccine = GradVac(space, s.gradvac_beta) if strategy == "gradvac" and surgery else None
     task = model.task
     best_path = run.path / "model.pt"
-    start, log, best = 0, [], {"dev": -1.0, "step": -1}
+    start, log, best, gradients = 0, [], {"dev": -1.0, "step": -1}, []
     if run.checkpoint.exists():
         ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(ckpt["model"])
         if objective is not None:
             objective.loss.load_state_dict(ckpt["align_loss"])
+        if vaccine is not None:
+            vaccine.load_state_dict(ckpt["gradvac"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         _set_rng_state(ckpt["rng"])
         start, log, best = ckpt["step"], ckpt["log"], ckpt["best"]
+        gradients = ckpt.get("gradients", [])
     mixed = autocast(device, bf16)
     bar = tqdm(
         range(start, s.max_steps),
@@ -324,28 +368,47 @@ def finetune(
         leave=False,
     )
     loss_fn = nn.CrossEntropyLoss()
-    for step in bar:
-        batch = collate(
-            [train[i] for i in batch_at(step, len(train), s.batch_size, s.seed)], pad_id, task
+    lengths = [len(e["input_ids"]) for e in train] if s.group_by_length else None
+
+    def task_loss_of(batch: dict) -> torch.Tensor:
+        logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        return loss_fn(
+            logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].to(device).reshape(-1)
         )
+
+    for step in bar:
+        if probe is not None and step in probe.steps:
+            gradients.extend(probe(model, step))
+        idx = batch_at(step, len(train), s.batch_size, s.seed, lengths)
+        batch = collate([train[i] for i in idx], pad_id, task)
         with mixed:
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            task_loss = loss_fn(
-                logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].to(device).reshape(-1)
-            )
+            task_loss = task_loss_of(batch)
             _check_finite(task_loss, step, "task")
-            loss = task_loss
             entry = {"step": step + 1, "task_loss": task_loss.item()}
-            if objective is not None:
+            align_loss = None
+            if objective is not None and strategy != "alternating":
                 align_loss = objective(model.encoder, step)
                 _check_finite(align_loss, step, "alignment")
-                loss = task_loss + s.align_alpha * align_loss
                 entry["align_loss"] = align_loss.item()
-        loss.backward()
+        if surgery:
+            entry.update(_combine(space, vaccine, model, objective, task_loss, align_loss, s))
+        elif align_loss is not None:
+            (task_loss + s.align_alpha * align_loss).backward()
+        else:
+            task_loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if objective is not None and strategy == "alternating":
+            with mixed:
+                align_loss = objective(model.encoder, step)
+            _check_finite(align_loss, step, "alignment")
+            entry["align_loss"] = align_loss.item()
+            (s.align_alpha * align_loss).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
         last = step + 1 == s.max_steps
         if (step + 1) % s.eval_steps == 0 or last:
             dev_scores = evaluate(model, dev, task, pad_id, s.eval_batch_size, device, bf16)
@@ -355,6 +418,8 @@ def finetune(
                 atomic_torch_save(model.state_dict(), best_path)
         log.append(entry)
         bar.set_postfix(loss=f"{entry['task_loss']:.3f}")
+        if last and probe is not None and s.max_steps in probe.steps:
+            gradients.extend(probe(model, s.max_steps))
         if (step + 1) % s.checkpoint_steps == 0 and not last:
             ckpt = {
                 "model": model.state_dict(),
@@ -364,14 +429,112 @@ def finetune(
                 "step": step + 1,
                 "log": log,
                 "best": best,
+                "gradients": gradients,
             }
             if objective is not None:
                 ckpt["align_loss"] = objective.loss.state_dict()
+            if vaccine is not None:
+                ckpt["gradvac"] = vaccine.state_dict()
             atomic_torch_save(ckpt, run.checkpoint)
     return {
         "best_dev_accuracy": best["dev"],
         "best_step": best["step"],
         "log": log,
+        "gradients": gradients,
         "max_steps": s.max_steps,
         "precision": precision_name(device, bf16),
     }
+
+
+def _combine(space, vaccine, model, objective, task_loss, align_loss, s) -> dict:
+    """Per-objective gradients → PCGrad or GradVac on the encoder → ``.grad``; log entries."""
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    proj = [p for p in objective.loss.parameters() if p.requires_grad]
+    n = len(space.params)
+    gt = torch.autograd.grad(task_loss, space.params + head, allow_unused=True)
+    ga = torch.autograd.grad(s.align_alpha * align_loss, space.params + proj, allow_unused=True)
+    g_task, g_align = space.flatten(gt[:n]), space.flatten(ga[:n])
+    info = {"grad_cos": cosine(g_task, g_align)}
+    if vaccine is None:
+        combined, conflicted = pcgrad(g_task, g_align)
+        info["conflict"] = conflicted
+    else:
+        combined, _ = vaccine(g_task, g_align)
+    space.unflatten_into_grad(combined)
+    for p, g in zip(head + proj, [*gt[n:], *ga[n:]], strict=True):
+        p.grad = None if g is None else g.detach()
+    return info
+
+
+class GradientProbe:
+    """Fixed held-out probe batches and the alignment objectives to compare the task against.
+
+    ``task_batches`` are two collated English batches (dev data, never trained on);
+    ``objectives`` maps a pair name to ``(AlignmentLoss, AlignmentData, reference)`` whose
+    first two batches are the held-out probe batches for that pair. Called by :func:`finetune`
+    at ``steps``; returns :func:`xlcore.analysis.gradients.probe` records.
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[int],
+        task_batches: Sequence[dict],
+        objectives: dict,
+        *,
+        tokenizer,
+        layer: int,
+        max_length: int,
+        batch_size: int,
+        device: torch.device,
+    ):
+        if len(task_batches) != 2:
+            raise ValueError("a gradient probe needs exactly two task batches")
+        self.steps = set(steps)
+        self.task_batches = task_batches
+        self.objectives = objectives
+        self.tokenizer = tokenizer
+        self.layer = layer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+
+    def __call__(self, model: TaskModel, step: int) -> list[dict]:
+        space = GradientSpace.of(model.encoder)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def task_loss_on(k: int) -> torch.Tensor:
+            batch = self.task_batches[k]
+            logits = model(
+                batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+            )
+            return loss_fn(
+                logits.reshape(-1, logits.shape[-1]).float(),
+                batch["labels"].to(self.device).reshape(-1),
+            )
+
+        probes = []
+        for pair, (loss, data, reference) in self.objectives.items():
+            loss.to(self.device)
+            if reference is not None:
+                reference.to(self.device)
+
+            def loss_on(k: int, loss=loss, data=data, reference=reference) -> torch.Tensor:
+                lo = k * self.batch_size
+                src = data.src_words[lo : lo + self.batch_size]
+                tgt = data.tgt_words[lo : lo + self.batch_size]
+                links = data.links[lo : lo + self.batch_size]
+                return alignment_forward(
+                    model.encoder,
+                    loss,
+                    self.tokenizer,
+                    src,
+                    tgt,
+                    links,
+                    layer=self.layer,
+                    max_length=self.max_length,
+                    reference_model=reference,
+                )
+
+            probes.append(ProbeObjective(pair, loss_on))
+        modules = [model] + [loss for loss, _, _ in self.objectives.values()]
+        return gradient_probe(space, modules, task_loss_on, probes, step=step)

@@ -4,8 +4,8 @@ import pytest
 
 import xlcore.train
 from xlcore import runs
-from xlcore.config import make_config
-from xlcore.grid import evaluation_frame, plan, run_grid
+from xlcore.config import REGIMES, STRATEGY_REGIMES, make_config
+from xlcore.grid import distance_frame, evaluation_frame, gradient_frame, plan, run_grid
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -26,13 +26,15 @@ def test_every_step_completes_with_results(smoke_grid):
     cfg, root, grid = smoke_grid
     assert all(step.run.complete for step in grid.steps)
     frame = evaluation_frame(grid)
-    # 2 tasks × (baseline + 2 sequential + 2 joint) models, each on en + 4 targets.
-    assert len(frame) == 2 * 5 * 5
+    # 2 tasks × (baseline + 2 pairs × 5 aligned regimes) models, each on en + 4 targets.
+    assert len(frame) == 2 * 11 * 5
     assert set(frame["lang"]) == {"en", "de", "ru", "ar", "zh"}
-    assert set(frame["regime"]) == {"baseline", "sequential", "joint"}
+    assert set(frame["regime"]) == set(REGIMES)
     assert frame["accuracy"].between(0, 1).all()
     table = runs.results_frame(root)
-    assert {"encoder", "wordpairs", "align", "finetune", "evaluate"} >= set(table["kind"])
+    assert {"encoder", "wordpairs", "align", "finetune", "evaluate", "distances"} >= set(
+        table["kind"]
+    )
     assert {"wordpairs", "align", "finetune", "evaluate"} <= set(table["kind"])
 
 
@@ -91,7 +93,30 @@ def test_joint_regime_trains_both_objectives(smoke_grid):
         log = step.run.metrics()["log"]
         regime = step.run.spec["spec"]["regime"]
         has_align = ["align_loss" in entry for entry in log]
-        assert all(has_align) if regime == "joint" else not any(has_align)
+        assert all(has_align) if regime in STRATEGY_REGIMES else not any(has_align)
+        surgery = ["grad_cos" in entry for entry in log]
+        assert all(surgery) if regime in ("pcgrad", "gradvac") else not any(surgery)
         if regime == "sequential":  # starts from the aligned encoder, not the base one
             source = (step.run.path / "encoder_source.json").read_text()
             assert "/align/" in source
+
+
+def test_analyses_cover_every_model(smoke_grid):
+    cfg, _, grid = smoke_grid
+    dist = distance_frame(grid)
+    # the base encoder, both aligned encoders and all 22 fine-tuned models, on both pair languages
+    models = dist.groupby(["stage", "task", "regime", "pair"], dropna=False).ngroups
+    assert models == 1 + 2 + 22
+    assert set(dist["lang"]) == {"de", "ru"}
+    assert set(dist["layer"]) == {0, 1, 2}  # embeddings + 2 layers of tiny-xlmr
+    assert dist["value"].notna().all()
+    grads = gradient_frame(grid)
+    # every fine-tuning run is probed at steps 0, 3, 6, 9, 12; the baseline against both pairs
+    assert set(grads["step"]) == {0, 3, 6, 9, 12}
+    base = grads[grads["regime"] == "baseline"]
+    assert set(base["probe_pair"]) == {"en-de", "en-ru"}
+    other = grads[grads["regime"] != "baseline"]
+    assert (other["probe_pair"] == other["pair"]).all()
+    assert {"embeddings", "layer.0", "layer.1", "all", "all_but_embeddings"} == set(grads["group"])
+    assert grads["cos"].between(-1, 1).all()
+    assert (grads["norm_task"] > 0).all() and (grads["norm_align"] > 0).all()

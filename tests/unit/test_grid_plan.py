@@ -30,13 +30,38 @@ def test_training_settings_change_training_keys_only_downstream(tmp_path):
 def test_grid_shape(tmp_path):
     grid = plan(make_config("smoke", {"seeds": [1, 2]}), root=tmp_path)
     kinds = [s.run.kind for s in grid.steps]
-    # 2 pairs of word pairs; 2 pairs × 2 seeds aligned encoders (both tasks share the step count);
-    # 2 tasks × 2 seeds × (baseline + 2 sequential + 2 joint) models, each evaluated once.
-    assert kinds.count("wordpairs") == 2
+    # 2 pairs × (training + held-out) word pairs; 2 pairs × 2 seeds aligned encoders (both tasks
+    # share the step count); 2 tasks × 2 seeds × (baseline + 2 pairs × 5 aligned regimes) models,
+    # each evaluated once; distances for the base encoder, each aligned and each fine-tuned one.
+    assert kinds.count("wordpairs") == 4
     assert kinds.count("align") == 4
-    assert kinds.count("finetune") == kinds.count("evaluate") == 2 * 2 * 5
+    assert kinds.count("finetune") == kinds.count("evaluate") == 2 * 2 * 11
+    assert kinds.count("distances") == 1 + 4 + 2 * 2 * 11
     # dependencies come first
     order = {s.run.path: i for i, s in enumerate(grid.steps)}
     for step in grid.steps:
         for dep in step.run.spec["deps"].values():
             assert order[Path(dep)] < order[step.run.path]
+
+
+def test_strategy_pairs_and_analyses_shape_the_grid(tmp_path):
+    grid = plan(
+        make_config(
+            "smoke",
+            {"strategy_pairs": "en-de", "analyses": "gradients", "distance_regimes": "baseline"},
+        ),
+        root=tmp_path,
+    )
+    names = [s.run.path.name for s in grid.steps if s.run.kind == "finetune"]
+    for regime in ("alternating", "pcgrad", "gradvac"):
+        assert any(f"-{regime}-en-de-" in n for n in names)
+        assert not any(f"-{regime}-en-ru-" in n for n in names)
+    assert any("-joint-en-ru-" in n for n in names)
+    assert not [s for s in grid.steps if s.run.kind == "distances"]
+
+
+def test_probe_settings_change_finetune_keys(tmp_path):
+    a = plan(make_config("smoke"), root=tmp_path)
+    b = plan(make_config("smoke", {"probe_every": 0}), root=tmp_path)
+    assert _paths(a, "finetune").isdisjoint(_paths(b, "finetune"))
+    assert _paths(a, "align") == _paths(b, "align")

@@ -1,0 +1,1 @@
+"""Analyses of aligned and fine-tuned encoders: distances, gradients and their relations."""

@@ -1,0 +1,238 @@
+"""Task-loss and alignment-loss gradients on the shared encoder: cosine, norms and noise floor.
+
+The paper's second explanation (chapter *Gradients*): the gradient of the task loss and the
+gradient of the alignment loss with respect to the shared encoder are close to orthogonal, and
+their magnitudes tell which objective dominates where. What is measured here:
+
+* gradients with respect to the encoder parameters only (not the task head, not the alignment
+  projector), via :func:`torch.autograd.grad`, in fp32 with dropout off;
+* per parameter group: the embeddings, each layer, ``all`` and ``all_but_embeddings`` (the
+  word-embedding matrix dominates a whole-model cosine);
+* a **noise floor** beside every cosine: the cosine of the same loss on two independent probe
+  batches. Two minibatch gradients of the *same* loss in R^10^7 are far from parallel, so
+  "near-orthogonal" can only be read against it.
+
+Memory: one flat fp32 buffer per objective (the per-parameter gradients are copied into it
+and released); groups are views into the buffer. :class:`GradientSpace` owns the layout, and
+the combination strategies (:mod:`xlcore.combine`) use the same buffers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+ALL = "all"
+ALL_BUT_EMBEDDINGS = "all_but_embeddings"
+EMBEDDINGS = "embeddings"
+
+
+def group_of(name: str) -> str | None:
+    """The group of an encoder parameter name: ``embeddings``, ``layer.<i>`` or None (pooler)."""
+    parts = name.split(".")
+    if "embeddings" in parts:
+        return EMBEDDINGS
+    if "layer" in parts:
+        i = parts.index("layer")
+        if i + 1 < len(parts) and parts[i + 1].isdigit():
+            return f"layer.{parts[i + 1]}"
+    return None
+
+
+@dataclass
+class GradientSpace:
+    """The shared parameters of an encoder, flattened: a fixed order, offsets and groups.
+
+    Parameters outside the embeddings and the transformer layers (a pooler the task never uses)
+    are left out. ``groups`` maps a group name to its ``(start, end)`` slice of the flat vector;
+    embeddings come first, so ``all_but_embeddings`` is one contiguous slice too.
+    """
+
+    names: list[str]
+    params: list[nn.Parameter]
+    groups: dict[str, tuple[int, int]]
+    size: int
+
+    @classmethod
+    def of(cls, encoder: nn.Module) -> GradientSpace:
+        named = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad and group_of(n)]
+        if not named:
+            raise ValueError("the encoder has no trainable embedding or layer parameters")
+
+        def key(item):
+            g = group_of(item[0])
+            return (-1, 0) if g == EMBEDDINGS else (int(g.split(".")[1]), 0)
+
+        named.sort(key=key)  # stable: keeps the module order within a group
+        groups: dict[str, tuple[int, int]] = {}
+        offset = 0
+        for n, p in named:
+            g = group_of(n)
+            start, _ = groups.get(g, (offset, offset))
+            offset += p.numel()
+            groups[g] = (start, offset)
+        emb_end = groups.get(EMBEDDINGS, (0, 0))[1]
+        groups[ALL] = (0, offset)
+        groups[ALL_BUT_EMBEDDINGS] = (emb_end, offset)
+        return cls([n for n, _ in named], [p for _, p in named], groups, offset)
+
+    @property
+    def layer_groups(self) -> list[str]:
+        """Embeddings and each layer, in depth order (no aggregates)."""
+        return [g for g in self.groups if g not in (ALL, ALL_BUT_EMBEDDINGS)]
+
+    def flat_grad(self, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
+        """∇loss with respect to the shared parameters as one fp32 vector (zeros where unused)."""
+        grads = torch.autograd.grad(loss, self.params, retain_graph=retain_graph, allow_unused=True)
+        return self.flatten(grads)
+
+    def flatten(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """Per-parameter gradients (None for unused) → one fp32 vector in this space's order."""
+        device = self.params[0].device
+        out = torch.zeros(self.size, dtype=torch.float32, device=device)
+        offset = 0
+        for p, g in zip(self.params, grads, strict=True):
+            n = p.numel()
+            if g is not None:
+                out[offset : offset + n].copy_(g.reshape(-1))
+            offset += n
+        return out
+
+    def unflatten_into_grad(self, flat: torch.Tensor) -> None:
+        """Write ``flat`` into the parameters' ``.grad`` (replacing what is there)."""
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone()
+            offset += n
+
+    def view(self, flat: torch.Tensor, group: str) -> torch.Tensor:
+        start, end = self.groups[group]
+        return flat[start:end]
+
+
+def group_stats(
+    space: GradientSpace, a: torch.Tensor, b: torch.Tensor
+) -> dict[str, tuple[float, float, float]]:
+    """Per group: ``(cos(a, b), ‖a‖, ‖b‖)``; the cosine is NaN when either norm is zero."""
+    out = {}
+    for group in space.groups:
+        va, vb = space.view(a, group).double(), space.view(b, group).double()
+        na, nb = va.norm().item(), vb.norm().item()
+        cos = (va @ vb).item() / (na * nb) if na > 0 and nb > 0 else float("nan")
+        out[group] = (cos, na, nb)
+    return out
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine of two flat vectors in float64 (NaN when either is zero)."""
+    a, b = a.double(), b.double()
+    na, nb = a.norm(), b.norm()
+    if na == 0 or nb == 0:
+        return float("nan")
+    return float((a @ b) / (na * nb))
+
+
+@contextlib.contextmanager
+def probing(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Eval mode (dropout off), grad enabled, fp32 (no autocast), RNG state restored afterwards,
+    so a probe never changes the course of the training it observes."""
+    modes = [m.training for m in modules]
+    cpu_state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        for m in modules:
+            m.eval()
+        with torch.enable_grad(), torch.autocast("cpu", enabled=False):
+            if torch.cuda.is_available():
+                with torch.autocast("cuda", enabled=False):
+                    yield
+            else:
+                yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state_all(cuda_state)
+
+
+@dataclass
+class ProbeObjective:
+    """One alignment objective to probe: a name (its pair) and two held-out loss closures."""
+
+    pair: str
+    loss_on: Callable[[int], torch.Tensor]  # probe batch index (0 or 1) → scalar loss
+
+
+def probe(
+    space: GradientSpace,
+    modules: Sequence[nn.Module],
+    task_loss_on: Callable[[int], torch.Tensor],
+    objectives: Sequence[ProbeObjective],
+    *,
+    step: int,
+) -> list[dict]:
+    """Gradient records at one training step.
+
+    ``task_loss_on(k)`` and each objective's ``loss_on(k)`` return the loss on held-out probe
+    batch ``k`` ∈ {0, 1}. Per objective and group: cosine(∇task, ∇align) on batch 0, both norms,
+    and the noise floors cos(∇task(B0), ∇task(B1)) and cos(∇align(B0), ∇align(B1)).
+    At most three flat buffers are alive at a time.
+    """
+    records: list[dict] = []
+    with probing(modules):
+        g_task = space.flat_grad(task_loss_on(0))
+        g_other = space.flat_grad(task_loss_on(1))
+        floor_task = {g: c for g, (c, _, _) in group_stats(space, g_task, g_other).items()}
+        del g_other
+        for obj in objectives:
+            g_align = space.flat_grad(obj.loss_on(0))
+            stats = group_stats(space, g_task, g_align)
+            g_other = space.flat_grad(obj.loss_on(1))
+            floor_align = {g: c for g, (c, _, _) in group_stats(space, g_align, g_other).items()}
+            del g_other, g_align
+            for group, (cos, n_task, n_align) in stats.items():
+                records.append(
+                    {
+                        "step": step,
+                        "probe_pair": obj.pair,
+                        "group": group,
+                        "cos": cos,
+                        "norm_task": n_task,
+                        "norm_align": n_align,
+                        "floor_task": floor_task[group],
+                        "floor_align": floor_align[group],
+                    }
+                )
+    return records
+
+
+def probe_steps(max_steps: int, every: int) -> list[int]:
+    """Steps (0 = before the first update) at which fine-tuning is probed; always includes the
+    first and the last step. ``every <= 0`` means no probing."""
+    if every <= 0:
+        return []
+    steps = list(range(0, max_steps, every))
+    if steps[-1] != max_steps:
+        steps.append(max_steps)
+    return steps
+
+
+__all__ = [
+    "ALL",
+    "ALL_BUT_EMBEDDINGS",
+    "EMBEDDINGS",
+    "GradientSpace",
+    "ProbeObjective",
+    "cosine",
+    "group_of",
+    "group_stats",
+    "probe",
+    "probe_steps",
+    "probing",
+]

@@ -1,0 +1,197 @@
+"""The book's figures: one seaborn style and one function per figure.
+
+Every function takes a tidy results DataFrame (from :mod:`xlcore.grid` or
+:mod:`xlcore.analysis.relations`) and returns ``(fig, ax)``, so a chapter can add a caption,
+save the figure or draw on it.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from xlcore.config import pair_lang
+
+REGIME_ORDER = ["baseline", "sequential", "joint", "alternating", "pcgrad", "gradvac"]
+METRIC_LABELS = {
+    "cos_pairs": "cosine of aligned word pairs",
+    "cos_random": "cosine of random pairs",
+    "p1_weak_fwd": "word retrieval P@1, en→X (weak)",
+    "p1_weak_bwd": "word retrieval P@1, X→en (weak)",
+    "p1_strong_fwd": "word retrieval P@1, en→X (strong)",
+    "p1_strong_bwd": "word retrieval P@1, X→en (strong)",
+    "cos": "cosine of parallel sentences",
+    "l2": "L2 distance of parallel sentences",
+    "tatoeba_p1_fwd": "Tatoeba retrieval P@1, en→X",
+    "tatoeba_p1_bwd": "Tatoeba retrieval P@1, X→en",
+}
+
+
+def set_style() -> None:
+    """The book's one style: seaborn whitegrid, colour-blind palette, compact figures."""
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    plt.rcParams.update({"figure.figsize": (7.0, 4.2), "figure.dpi": 100, "savefig.dpi": 120})
+
+
+def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing or frame.empty:
+        raise ValueError(
+            f"{what} needs a non-empty frame with columns {', '.join(columns)}; "
+            f"missing: {', '.join(missing) or 'rows'}"
+        )
+
+
+def _layer_groups(groups) -> list[str]:
+    names = [g for g in dict.fromkeys(groups) if g == "embeddings" or g.startswith("layer.")]
+    return sorted(names, key=lambda g: -1 if g == "embeddings" else int(g.split(".")[1]))
+
+
+def distance_curves(
+    distances: pd.DataFrame,
+    metric: str = "cos_pairs",
+    *,
+    seed: int | None = None,
+    src_lang: str = "en",
+):
+    """Per-layer curves of one distance metric: the base encoder against each aligned encoder,
+    each measured on its own pair's language (one colour per pair, dashed = base)."""
+    _require(distances, ["stage", "pair", "lang", "layer", "metric", "value"], "distance_curves")
+    d = distances[distances["metric"] == metric]
+    if seed is not None:
+        d = d[(d["seed"] == seed) | (d["stage"] == "base")]
+    aligned = d[d["stage"] == "aligned"]
+    fig, ax = plt.subplots()
+    palette = sns.color_palette("colorblind", n_colors=max(1, aligned["pair"].nunique()))
+    for color, (pair, part) in zip(palette, aligned.groupby("pair"), strict=False):
+        lang = pair_lang(pair, src_lang)
+        own = part[part["lang"] == lang].groupby("layer")["value"].mean()
+        base = d[(d["stage"] == "base") & (d["lang"] == lang)].groupby("layer")["value"].mean()
+        ax.plot(own.index, own.values, color=color, marker="o", ms=3, label=f"aligned on {pair}")
+        ax.plot(base.index, base.values, color=color, ls="--", alpha=0.8, label=f"base, {lang}")
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig, ax
+
+
+def delta_scatter(points: pd.DataFrame, correlation: dict | None = None, *, x: str = "delta"):
+    """Δdistance against Δaccuracy, one point per pair, seed and language; the title carries
+    the correlation and its 95% interval when ``correlation`` (a row of
+    :func:`xlcore.analysis.relations.correlate`) is given."""
+    _require(points, [x, "delta_accuracy", "lang"], "delta_scatter")
+    fig, ax = plt.subplots()
+    sns.scatterplot(
+        data=points,
+        x=x,
+        y="delta_accuracy",
+        hue="lang",
+        style="own_pair" if "own_pair" in points else None,
+        ax=ax,
+    )
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_xlabel("Δ distance measure (aligned − baseline)")
+    ax.set_ylabel("Δ zero-shot accuracy (aligned − baseline)")
+    if correlation is not None:
+        ax.set_title(
+            f"{correlation['method']} r = {correlation['r']:.2f} "
+            f"[{correlation['lo']:.2f}, {correlation['hi']:.2f}], n = {correlation['n']}"
+        )
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig, ax
+
+
+def gradient_cosine(gradients: pd.DataFrame, *, regime: str = "baseline", task: str | None = None):
+    """cos(∇L_task, ∇L_align) per layer group, one line per probe step, over the band of the
+    same-loss noise floors (task–task and align–align cosines on independent batches)."""
+    _require(gradients, ["regime", "group", "step", "cos", "floor_task", "floor_align"], "plot")
+    g = gradients[gradients["regime"] == regime]
+    if task is not None:
+        g = g[g["task"] == task]
+    order = _layer_groups(g["group"])
+    g = g[g["group"].isin(order)]
+    pos = {name: i for i, name in enumerate(order)}
+    fig, ax = plt.subplots()
+    floors = g.groupby("group")[["floor_task", "floor_align"]].mean().reindex(order)
+    xs = np.arange(len(order))
+    ax.fill_between(
+        xs,
+        floors.min(axis=1),
+        floors.max(axis=1),
+        color="0.85",
+        label="noise floor (same loss, two batches)",
+    )
+    ax.plot(xs, floors["floor_task"], color="0.45", ls=":", lw=1, label="task–task")
+    ax.plot(xs, floors["floor_align"], color="0.45", ls="--", lw=1, label="align–align")
+    steps = sorted(g["step"].unique())
+    palette = sns.color_palette("viridis", n_colors=len(steps))
+    for color, step in zip(palette, steps, strict=True):
+        part = g[g["step"] == step].groupby("group")["cos"].mean().reindex(order)
+        ax.plot(
+            [pos[k] for k in part.index],
+            part.values,
+            color=color,
+            marker="o",
+            ms=3,
+            label=f"task–align, step {step}",
+        )
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(xs, [o.replace("layer.", "L") for o in order], rotation=0, fontsize="small")
+    ax.set_ylabel("gradient cosine")
+    ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    return fig, ax
+
+
+def gradient_norm_ratio(gradients: pd.DataFrame, *, regime: str = "baseline"):
+    """‖∇L_align‖ / ‖∇L_task‖ per layer group (log scale), one line per task: above 1 the
+    alignment objective dominates that part of the encoder."""
+    _require(gradients, ["regime", "group", "norm_task", "norm_align", "task"], "plot")
+    g = gradients[gradients["regime"] == regime].copy()
+    order = _layer_groups(g["group"])
+    g = g[g["group"].isin(order)]
+    g["ratio"] = g["norm_align"] / g["norm_task"]
+    g["x"] = g["group"].map({name: i for i, name in enumerate(order)})
+    fig, ax = plt.subplots()
+    sns.lineplot(data=g, x="x", y="ratio", hue="task", marker="o", errorbar=("pi", 100), ax=ax)
+    ax.set_yscale("log")
+    ax.axhline(1, color="0.3", lw=0.8)
+    ax.set_xticks(range(len(order)), [o.replace("layer.", "L") for o in order], fontsize="small")
+    ax.set_xlabel("parameter group")
+    ax.set_ylabel("‖∇ align‖ / ‖∇ task‖")
+    fig.tight_layout()
+    return fig, ax
+
+
+def regime_comparison(deltas: pd.DataFrame, *, task: str):
+    """Δ zero-shot accuracy against the baseline per language (each pair's own language) and
+    regime (from :func:`xlcore.analysis.relations.transfer_deltas`)."""
+    _require(deltas, ["task", "regime", "lang", "delta", "own_pair"], "regime_comparison")
+    d = deltas[(deltas["task"] == task) & deltas["own_pair"]].copy()
+    d["delta_points"] = 100 * d["delta"]
+    order = [r for r in REGIME_ORDER if r in set(d["regime"])]
+    fig, ax = plt.subplots()
+    sns.barplot(
+        data=d, x="lang", y="delta_points", hue="regime", hue_order=order, ax=ax, errorbar=None
+    )
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xlabel("target language (aligned on en–X)")
+    ax.set_ylabel("Δ accuracy vs baseline (points)")
+    ax.legend(fontsize="small", ncol=3)
+    fig.tight_layout()
+    return fig, ax
+
+
+__all__ = [
+    "set_style",
+    "distance_curves",
+    "delta_scatter",
+    "gradient_cosine",
+    "gradient_norm_ratio",
+    "regime_comparison",
+]
