@@ -599,6 +599,8 @@ def _gradient_probe(ctx, task, regime, pair, seed, deps, encoder, tok, objective
         )
     batches = [collate(dev[k * n : (k + 1) * n], tok.pad_token_id, task) for k in range(2)]
     pairs = c.pairs if regime == "baseline" else (pair,)
+    if not pairs:
+        return None
     objectives = {}
     for p in pairs:
         data = _pairs_data(deps[f"heldout-{p}"])

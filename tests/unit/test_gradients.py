@@ -1,0 +1,134 @@
+"""Gradient analysis: cosines and norms against hand computations, noise floor, probe hygiene."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from xlcore.analysis.gradients import (
+    ALL,
+    ALL_BUT_EMBEDDINGS,
+    GradientSpace,
+    ProbeObjective,
+    group_of,
+    group_stats,
+    probe,
+    probe_steps,
+)
+from xlcore.encoders import load
+
+
+class TinyEncoder(nn.Module):
+    """Named like a BERT encoder: embeddings, encoder.layer.0, encoder.layer.1, pooler."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embeddings = nn.Module()
+        self.embeddings.word = nn.Linear(3, 4)
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 2)])
+        self.pooler = nn.Linear(2, 2)
+
+    def forward(self, x):
+        h = self.embeddings.word(x)
+        for layer in self.encoder.layer:
+            h = torch.tanh(layer(h))
+        return h
+
+
+def test_group_names():
+    assert group_of("embeddings.word_embeddings.weight") == "embeddings"
+    assert group_of("encoder.layer.11.attention.self.query.weight") == "layer.11"
+    assert group_of("pooler.dense.weight") is None
+
+
+def test_space_layout_and_aggregates():
+    model = TinyEncoder()
+    space = GradientSpace.of(model)
+    assert space.layer_groups == ["embeddings", "layer.0", "layer.1"]
+    assert space.size == (3 * 4 + 4) + (4 * 4 + 4) + (4 * 2 + 2)  # pooler left out
+    assert space.groups[ALL] == (0, space.size)
+    assert space.groups[ALL_BUT_EMBEDDINGS] == (16, space.size)
+
+
+def test_cosine_and_norms_equal_hand_computation():
+    model = TinyEncoder()
+    space = GradientSpace.of(model)
+    x = torch.randn(5, 3)
+    loss_a = model(x).pow(2).sum()
+    loss_b = model(x).sum()
+    ga, gb = space.flat_grad(loss_a), space.flat_grad(loss_b)
+    # by hand: backward into .grad, flatten the layer-0 parameters in module order
+    model.zero_grad()
+    model(x).pow(2).sum().backward()
+    hand_a = torch.cat([p.grad.reshape(-1) for p in model.encoder.layer[0].parameters()])
+    model.zero_grad()
+    model(x).sum().backward()
+    hand_b = torch.cat([p.grad.reshape(-1) for p in model.encoder.layer[0].parameters()])
+    stats = group_stats(space, ga, gb)
+    cos, na, nb = stats["layer.0"]
+    assert na == pytest.approx(hand_a.norm().item(), rel=1e-6)
+    assert nb == pytest.approx(hand_b.norm().item(), rel=1e-6)
+    expected = (hand_a @ hand_b / (hand_a.norm() * hand_b.norm())).item()
+    assert cos == pytest.approx(expected, rel=1e-5)
+    # "all" is the cosine of the whole flattened vectors
+    whole = torch.cat([p.grad.reshape(-1) for n, p in model.named_parameters() if group_of(n)])
+    assert stats[ALL][2] == pytest.approx(whole.norm().item(), rel=1e-6)
+
+
+def test_orthogonal_and_identical_losses():
+    # One parameter vector w; loss1 depends on w[:2], loss2 on w[2:]: orthogonal gradients.
+    model = TinyEncoder()
+    space = GradientSpace.of(model)
+    w = model.encoder.layer[1].bias  # 2 entries
+    v = model.encoder.layer[0].bias  # 4 entries
+    loss1 = (w[0] * 3.0) ** 2 + v[:2].sum() ** 2
+    loss2 = (w[1] * 2.0) ** 2 + v[2:].sum() ** 2
+    g1, g2 = space.flat_grad(loss1), space.flat_grad(loss2)
+    stats = group_stats(space, g1, g2)
+    assert stats[ALL][0] == pytest.approx(0.0, abs=1e-12)
+    same = group_stats(space, g1, g1.clone())
+    assert same[ALL][0] == pytest.approx(1.0)
+    assert math.isnan(same["embeddings"][0])  # no gradient there at all
+
+
+def test_probe_floor_of_identical_batches_is_one_and_training_state_is_kept():
+    model = TinyEncoder()
+    model.train()
+    space = GradientSpace.of(model)
+    x = torch.randn(6, 3)
+    y = torch.randn(6, 3)
+    task = lambda k: model(x).pow(2).mean()  # the same batch for k = 0 and 1  # noqa: E731
+    align = ProbeObjective("en-de", lambda k: (model(x) - model(y)).pow(2).mean())
+    before = torch.get_rng_state()
+    records = probe(space, [model], task, [align], step=3)
+    assert torch.equal(before, torch.get_rng_state())
+    assert model.training
+    assert all(p.grad is None for p in model.parameters())
+    by_group = {r["group"]: r for r in records}
+    assert by_group[ALL]["floor_task"] == pytest.approx(1.0)
+    assert by_group[ALL]["floor_align"] == pytest.approx(1.0)
+    assert by_group[ALL]["step"] == 3 and by_group[ALL]["probe_pair"] == "en-de"
+
+
+def test_probe_floor_below_one_for_different_batches():
+    model, _ = load("tiny-xlmr")
+    space = GradientSpace.of(model)
+    batches = [torch.randint(5, 100, (4, 7)), torch.randint(5, 100, (4, 7))]
+
+    def task(k):
+        return model(input_ids=batches[k]).last_hidden_state.pow(2).mean()
+
+    align = ProbeObjective("en-de", lambda k: model(input_ids=batches[k]).last_hidden_state.mean())
+    records = probe(space, [model], task, [align], step=0)
+    floors = [r["floor_task"] for r in records if r["group"] == ALL_BUT_EMBEDDINGS]
+    assert floors[0] < 0.999
+    assert {r["group"] for r in records} >= {"embeddings", "layer.0", "layer.1", ALL}
+
+
+def test_probe_steps():
+    assert probe_steps(60, 20) == [0, 20, 40, 60]
+    assert probe_steps(12, 5) == [0, 5, 10, 12]
+    assert probe_steps(12, 0) == []
