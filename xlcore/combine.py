@@ -20,16 +20,15 @@ import math
 
 import torch
 
-from xlcore.analysis.gradients import GradientSpace
+from xlcore.analysis.gradients import GradientSpace, dot64
 
 
 def pcgrad(g_task: torch.Tensor, g_align: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """``(combined gradient, conflicted)`` for one task and one alignment gradient."""
-    dot = torch.dot(g_task.double(), g_align.double())
-    norm2 = torch.dot(g_align.double(), g_align.double())
+    dot = dot64(g_task, g_align)
+    norm2 = dot64(g_align, g_align)
     if dot < 0 and norm2 > 0:
-        g_task = g_task - (dot / norm2).to(g_task.dtype) * g_align
-        return g_task + g_align, True
+        return g_task.add(g_align, alpha=1 - dot / norm2), True
     return g_task + g_align, False
 
 
@@ -40,10 +39,10 @@ def gradvac_adjust(
 
     Returns the adjusted task gradient and the cosine before adjustment (NaN if a norm is 0).
     """
-    nt, na = g_task.double().norm(), g_align.double().norm()
+    nt, na = dot64(g_task, g_task) ** 0.5, dot64(g_align, g_align) ** 0.5
     if nt == 0 or na == 0:
         return g_task, float("nan")
-    phi = float(torch.dot(g_task.double(), g_align.double()) / (nt * na))
+    phi = dot64(g_task, g_align) / (nt * na)
     if phi >= target:
         return g_task, phi
     phi = max(min(phi, 1.0), -1.0)
@@ -53,7 +52,7 @@ def gradvac_adjust(
         * (target * math.sqrt(1 - phi**2) - phi * math.sqrt(1 - target**2))
         / (na * math.sqrt(1 - target**2))
     )
-    return g_task + coef.to(g_task.dtype) * g_align, phi
+    return g_task.add(g_align, alpha=coef), phi
 
 
 class GradVac:

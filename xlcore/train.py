@@ -453,7 +453,7 @@ def _combine(space, vaccine, model, objective, task_loss, align_loss, s) -> dict
     n = len(space.params)
     gt = torch.autograd.grad(task_loss, space.params + head, allow_unused=True)
     ga = torch.autograd.grad(s.align_alpha * align_loss, space.params + proj, allow_unused=True)
-    g_task, g_align = space.flatten(gt[:n]), space.flatten(ga[:n])
+    g_task, g_align = space.flatten(list(gt[:n])), space.flatten(list(ga[:n]))
     info = {"grad_cos": cosine(g_task, g_align)}
     if vaccine is None:
         combined, conflicted = pcgrad(g_task, g_align)

@@ -115,26 +115,34 @@ class GradientSpace:
         return flat[start:end]
 
 
+_CHUNK = 1 << 22  # elements per float64 chunk: bounded extra memory for any model size
+
+
+def dot64(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``a · b`` accumulated in float64, chunk by chunk (no full-size float64 copies)."""
+    total = 0.0
+    for start in range(0, a.numel(), _CHUNK):
+        end = start + _CHUNK
+        total += float(torch.dot(a[start:end].double(), b[start:end].double()))
+    return total
+
+
+def _cos_norms(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
+    na, nb = dot64(a, a) ** 0.5, dot64(b, b) ** 0.5
+    cos = dot64(a, b) / (na * nb) if na > 0 and nb > 0 else float("nan")
+    return cos, na, nb
+
+
 def group_stats(
     space: GradientSpace, a: torch.Tensor, b: torch.Tensor
 ) -> dict[str, tuple[float, float, float]]:
     """Per group: ``(cos(a, b), ‖a‖, ‖b‖)``; the cosine is NaN when either norm is zero."""
-    out = {}
-    for group in space.groups:
-        va, vb = space.view(a, group).double(), space.view(b, group).double()
-        na, nb = va.norm().item(), vb.norm().item()
-        cos = (va @ vb).item() / (na * nb) if na > 0 and nb > 0 else float("nan")
-        out[group] = (cos, na, nb)
-    return out
+    return {g: _cos_norms(space.view(a, g), space.view(b, g)) for g in space.groups}
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """Cosine of two flat vectors in float64 (NaN when either is zero)."""
-    a, b = a.double(), b.double()
-    na, nb = a.norm(), b.norm()
-    if na == 0 or nb == 0:
-        return float("nan")
-    return float((a @ b) / (na * nb))
+    return _cos_norms(a, b)[0]
 
 
 @contextlib.contextmanager
@@ -230,6 +238,7 @@ __all__ = [
     "GradientSpace",
     "ProbeObjective",
     "cosine",
+    "dot64",
     "group_of",
     "group_stats",
     "probe",

@@ -1,0 +1,66 @@
+"""Gradient-probing overhead: one fine-tuning run with the profile's probing schedule vs the same
+run with probing off, side by side (same data, steps, seed; fresh run directories).
+
+The dependencies (trimmed encoder, held-out word pairs) are computed first and not timed; then
+the two fine-tuning runs are timed. Their training logs are asserted identical, since a probe must
+not change the course of training.
+
+    python benchmarks/bench_probe.py [--profile mini] [--task pos] [--regime baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from xlcore import runs
+from xlcore.config import make_config
+from xlcore.grid import plan
+
+
+def finetune_seconds(config, root: Path) -> tuple[float, dict]:
+    grid = plan(config, root=root, progress=False)
+    steps = [s for s in grid.steps if s.run.kind != "evaluate" and s.run.kind != "distances"]
+    target = next(s for s in steps if s.run.kind == "finetune")
+    for step in steps:
+        if step is target:
+            break
+        if not step.run.complete:
+            runs.execute(step.run, step.fn, seed=step.seed)
+    start = time.perf_counter()
+    runs.execute(target.run, target.fn, seed=target.seed)
+    return time.perf_counter() - start, target.run.metrics()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="mini")
+    parser.add_argument("--task", default="pos")
+    parser.add_argument("--regime", default="baseline")
+    args = parser.parse_args()
+    common = {"tasks": [args.task], "regimes": [args.regime], "tgt_langs": ["de"]}
+    if args.regime != "baseline":
+        common["regimes"] = (
+            ["baseline", args.regime] if args.regime == "sequential" else [args.regime]
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        probed_cfg = make_config(args.profile, common)
+        plain_cfg = make_config(args.profile, {**common, "probe_every": 0})
+        # the same dependencies for both: compute them once in a shared root
+        t_plain, m_plain = finetune_seconds(plain_cfg, Path(tmp))
+        t_probed, m_probed = finetune_seconds(probed_cfg, Path(tmp))
+    if m_plain["log"] != m_probed["log"]:
+        raise SystemExit("probing changed the training log; no ratio printed")
+    probes = sorted({r["step"] for r in m_probed["gradients"]})
+    pairs = sorted({r["probe_pair"] for r in m_probed["gradients"]})
+    print(
+        f"probe overhead: {100 * (t_probed / t_plain - 1):+.1f}% wall time "
+        f"(probed {t_probed:.1f} s, plain {t_plain:.1f} s; {args.profile} {args.task} "
+        f"{args.regime}, probes at steps {probes} against {', '.join(pairs)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
