@@ -781,6 +781,63 @@ def gradient_frame(grid: Grid):
     return _frame(grid, "finetune", "gradients")
 
 
+def compare_losses(config: Config, losses, *, pair: str, task: str, root: Path | None = None):
+    """Sequential alignment with each loss in ``losses`` on one ``pair`` and ``task``: a small
+    grid per loss (baseline and sequential, the pair's own language), run or reused.
+
+    Returns one row per loss: task, pair, align_loss, baseline, accuracy, delta.
+    """
+    import dataclasses
+
+    import pandas as pd
+
+    from xlcore.analysis.relations import transfer_deltas
+
+    lang = pair_lang(pair, config.src_lang)
+    rows = []
+    for loss in losses:
+        small = dataclasses.replace(
+            config,
+            align_loss=loss,
+            pairs=(pair,),
+            tgt_langs=(lang,),
+            tasks=(task,),
+            regimes=("baseline", "sequential"),
+            analyses=(),
+            strategy_pairs=(),
+        )
+        grid = run_grid(small, root=root, progress=False)
+        d = transfer_deltas(evaluation_frame(grid), config.src_lang)
+        own = d[d["own_pair"]]
+        rows.append(
+            {
+                "task": task,
+                "pair": pair,
+                "align_loss": loss,
+                "baseline": own["baseline"].mean(),
+                "accuracy": own["accuracy"].mean(),
+                "delta": own["delta"].mean(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def alignment_losses(grid: Grid):
+    """Per-step alignment losses of every aligned encoder: columns pair, seed, step, loss."""
+    import pandas as pd
+
+    rows = []
+    for step in grid.steps:
+        if step.run.kind == "align" and step.run.complete:
+            spec = step.run.spec["spec"]
+            losses = step.run.metrics()["align_losses"]
+            rows.extend(
+                {"pair": spec["pair"], "seed": spec["seed"], "step": i + 1, "loss": v}
+                for i, v in enumerate(losses)
+            )
+    return pd.DataFrame(rows)
+
+
 def finetune_logs(grid: Grid):
     """Per-step training logs of every fine-tuning run (losses, dev accuracy, and for
     pcgrad/gradvac the cosine of the two gradients at every step)."""
@@ -804,6 +861,8 @@ __all__ = [
     "distance_frame",
     "gradient_frame",
     "finetune_logs",
+    "alignment_losses",
+    "compare_losses",
     "load_task_model",
     "Grid",
 ]

@@ -78,6 +78,39 @@ def distance_curves(
     return fig, ax
 
 
+def alignment_loss(losses: pd.DataFrame):
+    """The alignment loss per step for each pair (mean over seeds), from
+    :func:`xlcore.grid.alignment_losses`."""
+    _require(losses, ["pair", "step", "loss"], "alignment_loss")
+    fig, ax = plt.subplots()
+    sns.lineplot(data=losses, x="step", y="loss", hue="pair", errorbar=None, ax=ax)
+    ax.set_xlabel("alignment step")
+    ax.set_ylabel("alignment loss")
+    fig.tight_layout()
+    return fig, ax
+
+
+def finetuning_shift(distances: pd.DataFrame, metric: str = "cos_pairs"):
+    """How fine-tuning moves a distance metric: per layer, the base encoder against the encoder of
+    each task's fine-tuned baseline model (mean over the measured languages)."""
+    _require(distances, ["stage", "regime", "task", "layer", "metric", "value"], "plot")
+    d = distances[distances["metric"] == metric]
+    base = d[d["stage"] == "base"].groupby("layer")["value"].mean()
+    fig, ax = plt.subplots()
+    ax.plot(
+        base.index, base.values, color="0.3", ls="--", marker="o", ms=3, label="before fine-tuning"
+    )
+    ft = d[(d["stage"] == "finetuned") & (d["regime"] == "baseline")]
+    for task, part in ft.groupby("task"):
+        curve = part.groupby("layer")["value"].mean()
+        ax.plot(curve.index, curve.values, marker="o", ms=3, label=f"after fine-tuning on {task}")
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig, ax
+
+
 def delta_scatter(points: pd.DataFrame, correlation: dict | None = None, *, x: str = "delta"):
     """Δdistance against Δaccuracy, one point per pair, seed and language; the title carries
     the correlation and its 95% interval when ``correlation`` (a row of
@@ -189,6 +222,8 @@ def regime_comparison(deltas: pd.DataFrame, *, task: str):
 
 __all__ = [
     "set_style",
+    "alignment_loss",
+    "finetuning_shift",
     "distance_curves",
     "delta_scatter",
     "gradient_cosine",

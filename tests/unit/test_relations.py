@@ -94,3 +94,17 @@ def test_distance_deltas_against_base_and_finetuned_baseline():
     d = distance_deltas(frame).set_index("stage")["delta"]
     assert d["aligned"] == pytest.approx(0.4)
     assert d["finetuned"] == pytest.approx(0.3)
+
+
+def test_point_estimates_equal_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=25)
+    y = np.round(x + rng.normal(size=25), 1)  # ties, for the average-rank path
+    assert correlation(x, y, "spearman", n_resamples=100)["r"] == pytest.approx(
+        stats.spearmanr(x, y).statistic
+    )
+    assert correlation(x, y, "pearson", n_resamples=100)["r"] == pytest.approx(
+        stats.pearsonr(x, y).statistic
+    )

@@ -71,14 +71,21 @@ def distance_deltas(distances: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _stat(method: str):
-    def spearman(x, y):
-        return stats.spearmanr(x, y).statistic
+def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson's r along the last axis (NaN where either side is constant)."""
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((x * x).sum(axis=-1) * (y * y).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (x * y).sum(axis=-1) / denom, np.nan)
 
-    def pearson(x, y):
-        return stats.pearsonr(x, y).statistic
 
-    return {"spearman": spearman, "pearson": pearson}[method]
+def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's ρ along the last axis: Pearson's r of the (average) ranks."""
+    return _pearson(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
+
+
+_STATISTICS = {"spearman": _spearman, "pearson": _pearson}
 
 
 def correlation(
@@ -93,7 +100,8 @@ def correlation(
     """Correlation coefficient with a paired bootstrap percentile interval.
 
     Returns ``{"r", "lo", "hi", "n"}``; NaN where it is undefined (fewer than 3 points or a
-    constant variable).
+    constant variable). The point estimate equals :func:`scipy.stats.spearmanr` /
+    :func:`scipy.stats.pearsonr`; the resampling is :func:`scipy.stats.bootstrap` (vectorised).
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -102,21 +110,15 @@ def correlation(
     nan = {"r": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": n}
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return nan
-    fn = _stat(method)
+    fn = _STATISTICS[method]
     r = float(fn(x, y))
-
-    def statistic(xs, ys):
-        if np.ptp(xs) == 0 or np.ptp(ys) == 0:
-            return np.nan
-        return fn(xs, ys)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # degenerate resamples, handled below
         res = stats.bootstrap(
             (x, y),
-            statistic,
+            lambda a, b, axis=-1: fn(np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)),
             paired=True,
-            vectorized=False,
+            vectorized=True,
             n_resamples=n_resamples,
             confidence_level=confidence_level,
             method="percentile",

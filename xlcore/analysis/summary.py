@@ -1,0 +1,166 @@
+"""Summaries the chapters print, and the guidelines they end with, computed from result frames.
+
+Every statement here is generated from the numbers it quotes (chapters *Alignment*, *Gradients*
+and *Combining alignment with fine-tuning*); nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from xlcore.analysis.relations import transfer_deltas
+from xlcore.config import pair_lang
+
+ALIGNMENT_METRICS = ("cos_pairs", "p1_strong_fwd", "cos", "tatoeba_p1_fwd")
+
+
+def alignment_effect(
+    distances: pd.DataFrame, metrics=ALIGNMENT_METRICS, src_lang: str = "en"
+) -> pd.DataFrame:
+    """Last-layer value of each metric on each pair's own language: base encoder vs aligned.
+
+    Columns: pair, metric, base, aligned, change (mean over seeds).
+    """
+    last = distances["layer"].max()
+    d = distances[(distances["layer"] == last) & distances["metric"].isin(metrics)]
+    base = d[d["stage"] == "base"].groupby(["lang", "metric"])["value"].mean()
+    rows = []
+    aligned = d[d["stage"] == "aligned"]
+    for (pair, metric), part in aligned.groupby(["pair", "metric"]):
+        lang = pair_lang(pair, src_lang)
+        own = part[part["lang"] == lang]["value"].mean()
+        ref = base.get((lang, metric), np.nan)
+        rows.append(
+            {"pair": pair, "metric": metric, "base": ref, "aligned": own, "change": own - ref}
+        )
+    return pd.DataFrame(rows)
+
+
+def regime_summary(evaluations: pd.DataFrame, src_lang: str = "en") -> pd.DataFrame:
+    """Per task and regime, accuracy changes against the baseline in points: on each pair's own
+    language (mean, min, max, share of pairs that gained), on English, and on all other targets."""
+    d = transfer_deltas(evaluations, src_lang)
+    rows = []
+    for (task, regime), part in d.groupby(["task", "regime"]):
+        own = 100 * part[part["own_pair"]]["delta"]
+        en = 100 * part[part["lang"] == src_lang]["delta"]
+        other = 100 * part[~part["own_pair"] & (part["lang"] != src_lang)]["delta"]
+        rows.append(
+            {
+                "task": task,
+                "regime": regime,
+                "pairs": part["pair"].nunique(),
+                "own_mean": own.mean(),
+                "own_min": own.min(),
+                "own_max": own.max(),
+                "own_gained": float((own > 0).mean()) if len(own) else np.nan,
+                "english_mean": en.mean(),
+                "others_mean": other.mean(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def gradient_summary(gradients: pd.DataFrame, group: str = "all_but_embeddings") -> pd.DataFrame:
+    """Per task and regime: mean task–align cosine, mean |cosine|, the two noise floors and the
+    alignment/task norm ratio in ``group``, over all probes and pairs."""
+    g = gradients[gradients["group"] == group].copy()
+    g["abs_cos"] = g["cos"].abs()
+    g["norm_ratio"] = g["norm_align"] / g["norm_task"]
+    return (
+        g.groupby(["task", "regime"])[["cos", "abs_cos", "floor_task", "floor_align", "norm_ratio"]]
+        .mean()
+        .reset_index()
+    )
+
+
+def _pts(x: float) -> str:
+    return f"{x:+.1f}"
+
+
+def guidelines(
+    evaluations: pd.DataFrame,
+    gradients: pd.DataFrame | None = None,
+    distance_correlations: pd.DataFrame | None = None,
+    loss_comparison: pd.DataFrame | None = None,
+    src_lang: str = "en",
+) -> list[str]:
+    """Guidelines as sentences, each generated from the numbers it quotes."""
+    out: list[str] = []
+    summary = regime_summary(evaluations, src_lang)
+    for task, part in summary.groupby("task"):
+        part = part.set_index("regime")
+        best = part["own_mean"].idxmax()
+        row = part.loc[best]
+        reliable = row["own_min"] > 0
+        out.append(
+            f"{task.upper()}: the best way to combine alignment with fine-tuning here was "
+            f"**{best}** ({_pts(row['own_mean'])} points on the aligned language on average, "
+            f"from {_pts(row['own_min'])} to {_pts(row['own_max'])} over {int(row['pairs'])} "
+            f"pair(s)); "
+            + (
+                "it helped on every pair."
+                if reliable
+                else "it did not help on every pair, so do not expect a gain from alignment alone."
+            )
+        )
+        costly = part[part["english_mean"] < -1.0]
+        if len(costly):
+            names = ", ".join(f"{r} ({_pts(v)})" for r, v in costly["english_mean"].items())
+            out.append(
+                f"{task.upper()}: these regimes cost English accuracy (points): {names}; "
+                "check the source language when adding an alignment loss during fine-tuning."
+            )
+    if gradients is not None and len(gradients):
+        gs = gradient_summary(gradients)
+        base = gs[gs["regime"] == "baseline"]
+        for _, r in base.iterrows():
+            ratio = r["norm_ratio"]
+            out.append(
+                f"{r['task'].upper()}: task and alignment gradients on the encoder (without "
+                f"embeddings) had mean |cos| {r['abs_cos']:.3f}, against a same-loss noise floor "
+                f"of {r['floor_task']:.3f} (task) and {r['floor_align']:.3f} (alignment); the "
+                f"alignment gradient was {ratio:.2g}× the task gradient's norm, so "
+                + (
+                    "it dominates the shared update unless it is down-weighted."
+                    if ratio > 1
+                    else "the task dominates the shared update."
+                )
+            )
+    if distance_correlations is not None and len(distance_correlations):
+        c = distance_correlations[distance_correlations["method"] == "spearman"].dropna(
+            subset=["lo", "hi"]
+        )
+        if len(c):
+            excl = c[(c["lo"] > 0) | (c["hi"] < 0)]
+            out.append(
+                f"Distances as predictors: {len(excl)} of {len(c)} (task, measure, layer) "
+                "Spearman correlations between Δdistance and Δaccuracy have a 95% interval that "
+                "excludes zero; "
+                + (
+                    "treat a distance change as no evidence of a transfer gain."
+                    if len(excl) <= 0.05 * len(c) + 1
+                    else "some distance measures carry signal; check which before relying on one."
+                )
+            )
+    if loss_comparison is not None and len(loss_comparison):
+        lc = loss_comparison.sort_values("delta", ascending=False)
+        top = lc.iloc[0]
+        listing = ", ".join(
+            f"{r['align_loss']} ({_pts(100 * r['delta'])})" for _, r in lc.iterrows()
+        )
+        out.append(
+            f"Loss choice ({top['task'].upper()}, {top['pair']}, sequential): Δ accuracy on the "
+            f"aligned language by loss, in points: {listing}; the largest gain came from "
+            f"**{top['align_loss']}**, so prefer it as a starting point for this pair and task."
+        )
+    return out
+
+
+__all__ = [
+    "alignment_effect",
+    "gradient_summary",
+    "guidelines",
+    "regime_summary",
+]
