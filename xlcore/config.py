@@ -326,6 +326,12 @@ def make_config(profile: str = "mini", overrides: Mapping[str, object] | None = 
         values[key] = _coerce(key, value, types_[key])
     for key, value in list(values.items()):
         values[key] = _coerce(key, value, types_[key])
+    if "pairs" in (overrides or {}) and "strategy_pairs" not in (overrides or {}):
+        # The profile's strategy subset refers to its own pairs; keep only those still chosen
+        # (none left: the strategies run on every chosen pair).
+        chosen = values["pairs"]
+        profile_subset = values.get("strategy_pairs", ())
+        values["strategy_pairs"] = tuple(p for p in profile_subset if p in chosen)  # type: ignore
     config = Config(**values)
     _check(config)
     return config

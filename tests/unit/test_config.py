@@ -76,3 +76,10 @@ def test_run_key_depends_on_everything_that_matters():
     assert base != run_key("finetune", {"lr": 1e-4}, {"a.tsv": "00"}, {"align": "k2"})
     assert base != run_key("evaluate", {"lr": 1e-4}, {"a.tsv": "00"}, {"align": "k1"})
     assert len(base) == 64
+
+
+def test_overriding_pairs_keeps_only_the_profiles_strategy_pairs_still_chosen():
+    assert make_config("mini", {"pairs": "en-ar,en-ru"}).strategy_pairs == ("en-ar",)
+    assert make_config("mini", {"pairs": [], "regimes": "baseline"}).strategy_pairs == ()
+    with pytest.raises(ConfigError, match="strategy_pairs: unknown value 'en-ar'"):
+        make_config("mini", {"pairs": "en-de", "strategy_pairs": "en-ar"})
