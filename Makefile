@@ -1,4 +1,4 @@
-# xlalign front door. `make grid` runs the default experiment grid; `make test` runs the tests.
+# xlalign front door. `make book` builds the book (the main job); `make test` runs the tests.
 # Both set up the virtual environment first (Python 3.11, exact pins from requirements.txt).
 
 PYTHON ?= python3.11
@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup grid test lint results clean-runs
+.PHONY: setup grid book chapter test lint results clean-runs
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ setup: $(VENV)/.installed
 
 grid: setup
 	$(PY) -m xlcore.cli grid --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+
+# The main job: run the grid, execute every chapter, build the HTML into _build/html.
+book: setup
+	$(PY) -m xlcore.cli book --profile $(PROFILE)
+
+# Re-execute one chapter with new parameters and rebuild the book, e.g.
+#   make chapter CHAPTER=distances PARAMS='pairs=["en-fi"]'
+chapter: setup
+	@test -n "$(CHAPTER)" || { echo "give CHAPTER=name, e.g. make chapter CHAPTER=distances PARAMS='pairs=[\"en-fi\"]'"; exit 2; }
+	$(PY) -m xlcore.cli book --profile $(PROFILE) --chapter $(CHAPTER) $(foreach p,$(PARAMS),--param '$(p)')
 
 results: setup
 	$(PY) -m xlcore.cli results

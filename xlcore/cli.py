@@ -1,12 +1,14 @@
-"""Command line: ``xlcore grid``, ``xlcore results``, ``xlcore profiles``, ``xlcore data fetch``."""
+"""Command line: ``xlcore grid``, ``xlcore book``, ``xlcore results``, ``xlcore profiles``,
+``xlcore data fetch``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from xlcore.errors import XlcoreError
+from xlcore.errors import ConfigError, XlcoreError
 
 
 def _grid(args: argparse.Namespace) -> int:
@@ -16,6 +18,23 @@ def _grid(args: argparse.Namespace) -> int:
     config = make_config(args.profile, parse_overrides(args.set or []))
     root = Path(args.runs).resolve() if args.runs else None
     run_grid(config, root=root, progress=not args.quiet)
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    from xlcore.book import build, parse_parameters
+
+    if args.runs:
+        os.environ["XLCORE_RUNS"] = str(Path(args.runs).resolve())
+    if args.param and not args.chapter:
+        raise ConfigError("--param needs --chapter NAME (the chapter to re-execute)")
+    build(
+        args.profile,
+        only=args.chapter or None,
+        parameters=parse_parameters(args.param or []),
+        force=args.force,
+        progress=not args.quiet,
+    )
     return 0
 
 
@@ -62,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
     grid.add_argument("--quiet", action="store_true", help="no progress bars")
     grid.set_defaults(func=_grid)
+
+    book = sub.add_parser(
+        "book", help="execute the chapters (finished runs and unchanged chapters are reused) "
+        "and build the HTML book into _build/html"
+    )
+    book.add_argument("--profile", default="mini", help="smoke, mini (default) or paper")
+    book.add_argument("--chapter", help="re-execute this chapter (e.g. distances) with --param")
+    book.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a chapter parameter as a Python literal, e.g. --param 'pairs=[\"en-fi\"]'",
+    )
+    book.add_argument("--force", action="store_true", help="re-execute unchanged chapters too")
+    book.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
+    book.add_argument("--quiet", action="store_true", help="no progress bars")
+    book.set_defaults(func=_book)
 
     res = sub.add_parser("results", help="print all finished runs as one table")
     res.add_argument("--format", choices=("markdown", "csv"), default="markdown")

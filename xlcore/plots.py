@@ -201,6 +201,41 @@ def gradient_norm_ratio(gradients: pd.DataFrame, *, regime: str = "baseline"):
     return fig, ax
 
 
+def message(text: str):
+    """A figure that only says ``text`` (where a configuration has nothing to plot)."""
+    fig, ax = plt.subplots(figsize=(7.0, 1.2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    return fig, ax
+
+
+def zero_shot(intervals: pd.DataFrame, *, task: str, regimes=("baseline", "sequential")):
+    """Zero-shot accuracy per target language: the baseline and each pair's aligned model on
+    the pair's own language, with seed intervals where there are several seeds (from
+    :func:`xlcore.analysis.summary.seed_intervals`)."""
+    _require(intervals, ["task", "regime", "pair", "lang", "mean", "low", "high"], "zero_shot")
+    d = intervals[(intervals["task"] == task) & intervals["regime"].isin(regimes)].copy()
+    own = d["pair"].str.split("-").str[-1] == d["lang"]
+    d = d[(d["regime"] == "baseline") | own]
+    langs = sorted(d["lang"].unique())
+    order = [r for r in regimes if r in set(d["regime"])]
+    fig, ax = plt.subplots()
+    width = 0.8 / max(1, len(order))
+    for i, regime in enumerate(order):
+        part = d[d["regime"] == regime].set_index("lang").reindex(langs)
+        xs = np.arange(len(langs)) + (i - (len(order) - 1) / 2) * width
+        ax.bar(xs, part["mean"], width, label=regime)
+        err = np.vstack([part["mean"] - part["low"], part["high"] - part["mean"]])
+        if np.isfinite(err).any():
+            ax.errorbar(xs, part["mean"], yerr=np.nan_to_num(err), fmt="none", ecolor="0.2")
+    ax.set_xticks(np.arange(len(langs)), langs)
+    ax.set_xlabel("evaluation language")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig, ax
+
+
 def regime_comparison(deltas: pd.DataFrame, *, task: str):
     """Δ zero-shot accuracy against the baseline per language (each pair's own language) and
     regime (from :func:`xlcore.analysis.relations.transfer_deltas`)."""
@@ -221,6 +256,8 @@ def regime_comparison(deltas: pd.DataFrame, *, task: str):
 
 
 __all__ = [
+    "message",
+    "zero_shot",
     "set_style",
     "alignment_loss",
     "finetuning_shift",

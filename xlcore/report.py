@@ -43,6 +43,72 @@ def provenance_text(grid) -> str:
     return "\n".join(lines)
 
 
+def data_inventory(config: Config):
+    """Per language of the config's data source: UD test sentences, SIB-200 test rows, Tatoeba
+    and parallel pairs (0 where missing), and whether the config uses the language."""
+    import pandas as pd
+
+    from xlcore import data as xdata
+    from xlcore.config import pair_lang
+    from xlcore.grid import data_source
+
+    source = data_source(config)
+    langs = sorted(
+        set(xdata.available_languages("pos", split="test", source=source))
+        | set(xdata.available_languages("sib", split="test", source=source))
+    )
+    tatoeba = set(xdata.available_languages("tatoeba", source=source))
+    parallel = set(xdata.available_languages("parallel", source=source))
+    pos = set(xdata.available_languages("pos", split="test", source=source))
+    sib = set(xdata.available_languages("sib", split="test", source=source))
+    aligned = {pair_lang(p, config.src_lang) for p in config.pairs}
+    rows = []
+    for lang in langs:
+        rows.append(
+            {
+                "lang": lang,
+                "ud_test_sentences": len(xdata.load_pos(lang, "test", source=source))
+                if lang in pos
+                else 0,
+                "sib_test_rows": len(xdata.load_sib(lang, "test", source=source))
+                if lang in sib
+                else 0,
+                "tatoeba_pairs": len(xdata.load_tatoeba(lang, source=source))
+                if lang in tatoeba
+                else 0,
+                "parallel_pairs": len(xdata.load_parallel(lang, source=source))
+                if lang in parallel
+                else 0,
+                "zero_shot_target": lang in config.tgt_langs,
+                "aligned_pair": lang in aligned,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def runs_table(grid):
+    """Every run of ``grid``: kind, name, seed, wall time, commit, device and finish time (from
+    each run's ``provenance.json``); incomplete runs are listed as such."""
+    import pandas as pd
+
+    rows = []
+    for step in grid.steps:
+        run = step.run
+        row = {"kind": run.kind, "run": run.path.name, "complete": run.complete}
+        if run.complete:
+            prov = run.provenance()
+            device = prov.get("device", {})
+            row.update(
+                seed=prov.get("seed"),
+                wall_time_s=prov.get("wall_time_s"),
+                commit=(prov.get("commit") or "")[:10] + ("+dirty" if prov.get("dirty") else ""),
+                device=device.get("gpu") or device.get("cpu") or device.get("platform"),
+                finished_at=prov.get("finished_at"),
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def provenance(grid):
     """:func:`provenance_text` as displayable Markdown (for a notebook cell)."""
     from IPython.display import Markdown
@@ -50,4 +116,4 @@ def provenance(grid):
     return Markdown(provenance_text(grid))
 
 
-__all__ = ["chapter_config", "provenance", "provenance_text"]
+__all__ = ["chapter_config", "data_inventory", "provenance", "provenance_text", "runs_table"]

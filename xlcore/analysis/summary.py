@@ -37,6 +37,30 @@ def alignment_effect(
     return pd.DataFrame(rows)
 
 
+def seed_intervals(evaluations: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Zero-shot accuracy per task, regime, pair and language: mean over seeds and a Student-t
+    interval (NaN bounds with a single seed: one run gives no interval).
+
+    Columns: task, regime, pair, lang, seeds, mean, low, high (accuracy in points).
+    """
+    from scipy import stats
+
+    rows = []
+    keys = ["task", "regime", "pair", "lang"]
+    ev = evaluations.assign(pair=evaluations["pair"].fillna(""))
+    for key, part in ev.groupby(keys, sort=True):
+        acc = 100 * part["accuracy"].to_numpy(dtype=float)
+        n = len(acc)
+        mean = float(acc.mean())
+        if n > 1:
+            half = float(stats.t.ppf(0.5 + level / 2, n - 1) * acc.std(ddof=1) / n**0.5)
+            low, high = mean - half, mean + half
+        else:
+            low = high = float("nan")
+        rows.append(dict(zip(keys, key, strict=True), seeds=n, mean=mean, low=low, high=high))
+    return pd.DataFrame(rows, columns=[*keys, "seeds", "mean", "low", "high"])
+
+
 def regime_summary(evaluations: pd.DataFrame, src_lang: str = "en") -> pd.DataFrame:
     """Per task and regime, accuracy changes against the baseline in points: on each pair's own
     language (mean, min, max, share of pairs that gained), on English, and on all other targets."""
@@ -159,6 +183,7 @@ def guidelines(
 
 
 __all__ = [
+    "seed_intervals",
     "alignment_effect",
     "gradient_summary",
     "guidelines",

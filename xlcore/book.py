@@ -1,0 +1,457 @@
+"""Build the executable paper: execute the chapters with papermill, then build the HTML.
+
+The chapters are MyST Markdown notebooks in ``book/`` (reviewable, no outputs). :func:`build`
+
+1. resolves the data source and says plainly when it is the built-in sample corpus;
+2. runs the profile's grid in the terminal (every chapter then finds its runs finished);
+3. converts each chapter with jupytext and executes it with papermill into ``_build/src/book/``,
+   skipping a chapter whose source, parameters, xlcore code and data are unchanged since its
+   last execution (its fingerprint is stored in the executed notebook's metadata);
+4. builds the HTML with ``jupyter-book build`` (execution off, warnings as errors) from
+   ``_build/src``, a copy of the root's ``_config.yml`` and ``_toc.yml`` beside the executed
+   chapters, into ``_build/html``.
+
+A chapter re-executed with other parameters (``make chapter CHAPTER=distances
+PARAMS='pairs=["en-fi"]'``) has them checked against its ``parameters`` cell first: an unknown
+name is an error. Explained in the book's introduction and reproducibility appendix.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xlcore.config import make_config, pair_lang, unknown_key_message
+from xlcore.errors import ConfigError, XlcoreError
+from xlcore.paths import PACKAGE_DIR, runs_dir
+
+PROJECT_DIR = PACKAGE_DIR.parent
+WIDGET_FILES = ("embed-amd.js", "106.embed.js", "330.embed.js", "embed.js.LICENSE.txt")
+FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
+METADATA_KEY = "xlalign"
+
+
+class BookError(XlcoreError, RuntimeError):
+    """A chapter failed to execute, or the HTML build failed."""
+
+
+@dataclass
+class BookBuild:
+    """A finished build: where its index page is, and what happened to each chapter."""
+
+    index: Path
+    chapters: list[ChapterResult]
+
+    def status(self) -> dict[str, str]:
+        return {c.name: c.status for c in self.chapters}
+
+
+@dataclass
+class ChapterResult:
+    """What happened to one chapter: ``executed`` or ``unchanged``, and how long it took."""
+
+    name: str
+    status: str
+    seconds: float
+    parameters: dict = field(default_factory=dict)
+
+
+def chapters(root: Path = PROJECT_DIR) -> list[str]:
+    """Chapter names in ``_toc.yml`` order (``book/intro`` → ``intro``)."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files.extend(entry["file"] for entry in part.get("chapters", []))
+    files.extend(entry["file"] for entry in toc.get("chapters", []))
+    return [Path(f).name for f in files]
+
+
+def _source(root: Path, name: str) -> Path:
+    path = root / "book" / f"{name}.md"
+    if not path.is_file():
+        raise ConfigError(f"unknown chapter {name!r}; choose one of: {', '.join(chapters(root))}")
+    return path
+
+
+def read_chapter(root: Path, name: str):
+    """The chapter as a notebook (jupytext), with exactly one ``parameters`` cell."""
+    import jupytext
+
+    nb = jupytext.read(_source(root, name))
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ConfigError(
+            f"chapter {name!r} must have exactly one cell tagged 'parameters', found {len(tagged)}"
+        )
+    return nb
+
+
+def chapter_parameters(root: Path, name: str) -> dict[str, object]:
+    """Parameter names and default values of a chapter, from its ``parameters`` cell."""
+    nb = read_chapter(root, name)
+    (cell,) = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    out: dict[str, object] = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if isinstance(target, ast.Name) and node.value is not None:
+                out[target.id] = ast.literal_eval(node.value)
+    return out
+
+
+def check_parameters(root: Path, name: str, parameters: Mapping[str, object]) -> None:
+    """Reject a parameter the chapter does not declare (naming the ones it does)."""
+    known = chapter_parameters(root, name)
+    for key in parameters:
+        if key not in known:
+            raise ConfigError(unknown_key_message(key, known, f"parameter of chapter {name!r}"))
+
+
+def parse_parameters(items: Sequence[str]) -> dict[str, object]:
+    """``['pairs=["en-fi"]', 'profile=smoke']`` → values (Python literals, else plain strings)."""
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"parameter {item!r} is not of the form name=value, e.g. pairs=['en-fi']")
+        key, text = item.split("=", 1)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+def _code_digest() -> str:
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(root: Path, name: str, parameters: Mapping[str, object], extra: str = "") -> str:
+    """What a chapter's output depends on: its source, parameters, xlcore's code, the data root
+    and the runs directory (plus ``extra``, e.g. the other chapters' fingerprints)."""
+    h = hashlib.sha256()
+    h.update(_source(root, name).read_bytes())
+    h.update(json.dumps(dict(parameters), sort_keys=True, default=str).encode())
+    h.update(_code_digest().encode())
+    h.update(os.environ.get("XLCORE_DATA", "").encode())
+    h.update(str(runs_dir()).encode())
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def _stored_fingerprint(path: Path) -> str | None:
+    try:
+        meta = json.loads(path.read_text())["metadata"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return meta.get(METADATA_KEY, {}).get("fingerprint")
+
+
+def execute_chapter(
+    root: Path,
+    name: str,
+    parameters: Mapping[str, object],
+    *,
+    out_dir: Path,
+    force: bool = False,
+    extra: str = "",
+) -> ChapterResult:
+    """Execute one chapter into ``out_dir/<name>.ipynb`` unless its fingerprint is unchanged.
+
+    The notebook is written to a temporary file and renamed only when every cell succeeded,
+    so a failed execution never replaces a good page; the failed notebook is kept as
+    ``<name>.failed.ipynb`` for inspection.
+    """
+    import nbformat
+    import papermill as pm
+
+    check_parameters(root, name, parameters)
+    out = out_dir / f"{name}.ipynb"
+    fp = fingerprint(root, name, parameters, extra)
+    if not force and out.is_file() and _stored_fingerprint(out) == fp:
+        return ChapterResult(name, "unchanged", 0.0, dict(parameters))
+    nb = read_chapter(root, name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{name}.partial.ipynb"
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            nb,
+            str(tmp),
+            parameters=dict(parameters),
+            cwd=str(root / "book"),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+            report_mode=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        failed = out_dir / f"{name}.failed.ipynb"
+        os.replace(tmp, failed)
+        raise BookError(
+            f"chapter {name!r} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+            f"  the executed notebook is in {failed}"
+        ) from None
+    seconds = time.perf_counter() - start
+    done = nbformat.read(tmp, as_version=4)
+    done.metadata[METADATA_KEY] = {
+        "fingerprint": fp,
+        "parameters": dict(parameters),
+        "executed_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "seconds": round(seconds, 1),
+    }
+    nbformat.write(done, tmp)
+    os.replace(tmp, out)
+    return ChapterResult(name, "executed", seconds, dict(parameters))
+
+
+def execution_table(root: Path = PROJECT_DIR):
+    """The executed chapters of the last build: name, when, how long, with which parameters."""
+    import pandas as pd
+
+    rows = []
+    for name in chapters(root):
+        path = root / "_build" / "src" / "book" / f"{name}.ipynb"
+        try:
+            meta = json.loads(path.read_text())["metadata"].get(METADATA_KEY, {})
+        except (OSError, ValueError, KeyError):
+            meta = {}
+        rows.append(
+            {
+                "chapter": name,
+                "executed_at": meta.get("executed_at", "not yet (being executed or never)"),
+                "seconds": meta.get("seconds"),
+                "parameters": json.dumps(meta.get("parameters", {}), sort_keys=True),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def vendor_widgets(root: Path = PROJECT_DIR) -> Path:
+    """Put the ipywidgets HTML manager and require.js into ``book/_vendor/static/widgets``.
+
+    They come from npm (``book/_vendor/package-lock.json`` pins the versions), once; the book
+    then serves them itself, so the explorer works without a CDN.
+    """
+    vendor = root / "book" / "_vendor"
+    target = vendor / "static" / "widgets"
+    if all((target / f).is_file() for f in (*WIDGET_FILES, "require.js")):
+        return target
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BookError(
+            "the book serves the widget JavaScript itself and fetches it once from npm, but "
+            "npm is not installed; install Node.js (e.g. `apt-get install nodejs npm`) and rerun"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in ("package.json", "package-lock.json"):
+            shutil.copy(vendor / f, tmp)
+        proc = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise BookError(f"npm ci failed in {vendor}:\n{proc.stderr[-2000:]}")
+        modules = Path(tmp) / "node_modules"
+        staged = vendor / "static" / ".widgets.partial"
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir(parents=True)
+        dist = modules / "@jupyter-widgets" / "html-manager" / "dist"
+        for f in WIDGET_FILES:
+            shutil.copy(dist / f, staged / f)
+        # The widget CSS asks for its icon fonts relative to the page (book/…): serve them there.
+        fonts = vendor / "extra" / "book" / "@jupyter-widgets" / "html-manager" / "dist"
+        shutil.rmtree(vendor / "extra", ignore_errors=True)
+        fonts.mkdir(parents=True)
+        for f in dist.iterdir():
+            if f.suffix in FONT_SUFFIXES:
+                shutil.copy(f, fonts / f.name)
+        shutil.copy(modules / "requirejs" / "require.js", staged / "require.js")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staged, target)
+    return target
+
+
+def stage(root: Path, src: Path) -> None:
+    """Lay out ``src`` as a book root: config, toc, vendored JS and xlcore (for literalinclude)."""
+    (src / "book").mkdir(parents=True, exist_ok=True)
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy(root / f, src / f)
+    for name, target in (("book/_vendor", root / "book" / "_vendor"), ("xlcore", PACKAGE_DIR)):
+        link = src / name
+        if link.is_symlink() or link.exists():
+            if link.is_symlink() and link.resolve() == target.resolve():
+                continue
+            link.unlink() if link.is_symlink() else shutil.rmtree(link)
+        link.symlink_to(target.resolve(), target_is_directory=True)
+
+
+def build_html(src: Path, out: Path) -> Path:
+    """``jupyter-book build`` with warnings as errors; returns the path of index.html."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe), "build", str(src), "--path-output", str(out), "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        log = (proc.stdout + proc.stderr)[-4000:]
+        raise BookError(f"jupyter-book build failed (warnings count as errors):\n{log}")
+    return out / "_build" / "html" / "index.html"
+
+
+def _sample_restrictions(profile: str, parameters: Mapping[str, object]) -> dict[str, object]:
+    """On the sample corpus, keep only the languages it has (and say which were dropped)."""
+    from xlcore import data as xdata
+    from xlcore.grid import data_source
+
+    config = make_config(profile)
+    source = data_source(config)
+    if source.kind != "sample":
+        return {}
+    have = set(xdata.available_languages("pos", split="test", source=source))
+    have &= set(xdata.available_languages("sib", split="test", source=source))
+    parallel = set(xdata.available_languages("parallel", source=source))
+    out: dict[str, object] = {}
+    if "tgt_langs" not in parameters:
+        keep = [lang for lang in config.tgt_langs if lang in have]
+        if keep != list(config.tgt_langs):
+            out["tgt_langs"] = keep
+    if "pairs" not in parameters:
+        keep = [p for p in config.pairs if pair_lang(p, config.src_lang) in parallel]
+        if keep != list(config.pairs):
+            out["pairs"] = keep
+    return out
+
+
+def _say(msg: str) -> None:
+    print(f"xlcore book: {msg}", flush=True)
+
+
+def build(
+    profile: str = "mini",
+    *,
+    root: Path = PROJECT_DIR,
+    only: str | None = None,
+    parameters: Mapping[str, object] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> BookBuild:
+    """Execute every chapter (``only``: re-execute just that one with ``parameters``) and build
+    the HTML into ``_build/html``."""
+    from xlcore.grid import data_source, run_grid
+    from xlcore.report import chapter_config
+
+    root = Path(root).resolve()
+    names = chapters(root)
+    parameters = dict(parameters or {})
+    if only is None and parameters:
+        raise ConfigError("chapter parameters need a chapter: give --chapter NAME")
+    if only is not None:
+        _source(root, only)
+        check_parameters(root, only, parameters)
+    profile = str(parameters.pop("profile", profile))
+    # The kernels papermill starts inherit this: chapters share one runs directory.
+    os.environ["XLCORE_RUNS"] = str(runs_dir())
+    restrict = _sample_restrictions(profile, parameters)
+    source = data_source(make_config(profile))
+    if source.kind == "sample" and make_config(profile).data == "sample":
+        _say(f"profile {profile} reads the built-in sample corpus by design; its numbers mean nothing")
+    elif source.kind == "sample":
+        _say(
+            "NO DATA ROOT FOUND: building on the built-in sample corpus (five languages, a "
+            "few sentences each); its numbers mean nothing. Set XLCORE_DATA to a data root or "
+            "run `xlcore data fetch`, then rebuild."
+        )
+        if restrict:
+            _say(f"sample corpus: restricted to {restrict}")
+    else:
+        _say(f"profile {profile}; data: {source.describe()}")
+
+    def params_of(name: str) -> dict[str, object]:
+        known = chapter_parameters(root, name)
+        p: dict[str, object] = {"profile": profile}
+        p.update({k: v for k, v in restrict.items() if k in known})
+        if name == only:
+            p.update(parameters)
+        return p
+
+    configs = {}
+    for name in names:
+        p = params_of(name)
+        grid_keys = {k: v for k, v in p.items() if k != "profile"}
+        known = chapter_parameters(root, name)
+        overrides = {
+            k: v for k, v in grid_keys.items() if k in _CONFIG_PARAMETERS and k in known
+        }
+        configs[json.dumps(overrides, sort_keys=True, default=str)] = overrides
+    for overrides in configs.values():
+        config = chapter_config(profile, **overrides)
+        run_grid(config, progress=progress)
+
+    vendor_widgets(root)
+    src = root / "_build" / "src"
+    stage(root, src)
+    out_dir = src / "book"
+    results = []
+    summary = ""
+    for name in names:
+        p = params_of(name)
+        extra = summary if name == "reproducibility" else ""
+        result = execute_chapter(
+            root, name, p, out_dir=out_dir, force=force or name == only, extra=extra
+        )
+        summary += _stored_fingerprint(out_dir / f"{name}.ipynb") or ""
+        results.append(result)
+        _say(f"{name}: {result.status}" + (f" in {result.seconds:.0f} s" if result.seconds else ""))
+    _say("building HTML (jupyter-book, warnings are errors)")
+    index = build_html(src, root)
+    _say(f"done; open {index}")
+    return BookBuild(index, results)
+
+
+# Chapter parameters that are config keys (the rest, e.g. a figure's task, only shape views).
+_CONFIG_PARAMETERS = ("pairs", "tgt_langs", "seeds", "model_name_or_path", "tasks")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m xlcore.book``: same as ``xlcore book``."""
+    from xlcore.cli import main as cli_main
+
+    return cli_main(["book", *(argv if argv is not None else sys.argv[1:])])
+
+
+__all__ = [
+    "BookBuild",
+    "BookError",
+    "ChapterResult",
+    "build",
+    "build_html",
+    "chapter_parameters",
+    "chapters",
+    "check_parameters",
+    "execute_chapter",
+    "execution_table",
+    "fingerprint",
+    "parse_parameters",
+    "stage",
+    "vendor_widgets",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())
