@@ -124,7 +124,9 @@ def parse_parameters(items: Sequence[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"parameter {item!r} is not of the form name=value, e.g. pairs=['en-fi']")
+            raise ConfigError(
+                f"parameter {item!r} is not of the form name=value, e.g. pairs=['en-fi']"
+            )
         key, text = item.split("=", 1)
         try:
             value = ast.literal_eval(text)
@@ -251,7 +253,10 @@ def vendor_widgets(root: Path = PROJECT_DIR) -> Path:
     """
     vendor = root / "book" / "_vendor"
     target = vendor / "static" / "widgets"
-    if all((target / f).is_file() for f in (*WIDGET_FILES, "require.js")):
+    fonts = vendor / "extra" / "book" / "@jupyter-widgets"
+    if all((target / f).is_file() for f in (*WIDGET_FILES, "require.js")) and any(
+        fonts.glob("*.woff2")
+    ):
         return target
     npm = shutil.which("npm")
     if npm is None:
@@ -277,13 +282,15 @@ def vendor_widgets(root: Path = PROJECT_DIR) -> Path:
         dist = modules / "@jupyter-widgets" / "html-manager" / "dist"
         for f in WIDGET_FILES:
             shutil.copy(dist / f, staged / f)
-        # The widget CSS asks for its icon fonts relative to the page (book/…): serve them there.
-        fonts = vendor / "extra" / "book" / "@jupyter-widgets" / "html-manager" / "dist"
+        # The widget CSS asks for its icon fonts relative to the page (book/…); two of its style
+        # sheets resolve them against different folders: serve them in both.
         shutil.rmtree(vendor / "extra", ignore_errors=True)
-        fonts.mkdir(parents=True)
-        for f in dist.iterdir():
-            if f.suffix in FONT_SUFFIXES:
-                shutil.copy(f, fonts / f.name)
+        base = vendor / "extra" / "book" / "@jupyter-widgets"
+        for fonts in (base, base / "html-manager" / "dist"):
+            fonts.mkdir(parents=True, exist_ok=True)
+            for f in dist.iterdir():
+                if f.suffix in FONT_SUFFIXES:
+                    shutil.copy(f, fonts / f.name)
         shutil.copy(modules / "requirejs" / "require.js", staged / "require.js")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staged, target)
@@ -371,7 +378,10 @@ def build(
     restrict = _sample_restrictions(profile, parameters)
     source = data_source(make_config(profile))
     if source.kind == "sample" and make_config(profile).data == "sample":
-        _say(f"profile {profile} reads the built-in sample corpus by design; its numbers mean nothing")
+        _say(
+            f"profile {profile} reads the built-in sample corpus by design; "
+            "its numbers mean nothing"
+        )
     elif source.kind == "sample":
         _say(
             "NO DATA ROOT FOUND: building on the built-in sample corpus (five languages, a "
@@ -396,9 +406,7 @@ def build(
         p = params_of(name)
         grid_keys = {k: v for k, v in p.items() if k != "profile"}
         known = chapter_parameters(root, name)
-        overrides = {
-            k: v for k, v in grid_keys.items() if k in _CONFIG_PARAMETERS and k in known
-        }
+        overrides = {k: v for k, v in grid_keys.items() if k in _CONFIG_PARAMETERS and k in known}
         configs[json.dumps(overrides, sort_keys=True, default=str)] = overrides
     for overrides in configs.values():
         config = chapter_config(profile, **overrides)

@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.set_defaults(func=_grid)
 
     book = sub.add_parser(
-        "book", help="execute the chapters (finished runs and unchanged chapters are reused) "
-        "and build the HTML book into _build/html"
+        "book",
+        help="execute the chapters (finished runs and unchanged chapters are reused) "
+        "and build the HTML book into _build/html",
     )
     book.add_argument("--profile", default="mini", help="smoke, mini (default) or paper")
     book.add_argument("--chapter", help="re-execute this chapter (e.g. distances) with --param")

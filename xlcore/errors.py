@@ -19,3 +19,7 @@ class TrainingError(XlcoreError, RuntimeError):
 
 class RunLockedError(XlcoreError, RuntimeError):
     """Another process holds the lock on a runs directory."""
+
+
+class RunStorageError(XlcoreError, OSError):
+    """A runs directory cannot be written (read-only, permission denied, disk full)."""

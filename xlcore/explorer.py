@@ -37,7 +37,9 @@ def view_table(
     if sel.empty:
         return pd.DataFrame(columns=["lang", "delta", "delta_accuracy", "seeds"])
     out = sel.groupby("lang", sort=True).agg(
-        delta=("delta", "mean"), delta_accuracy=("delta_accuracy", "mean"), seeds=("seed", "nunique")
+        delta=("delta", "mean"),
+        delta_accuracy=("delta_accuracy", "mean"),
+        seeds=("seed", "nunique"),
     )
     return out.reset_index()
 
@@ -69,7 +71,8 @@ def view_html(table: pd.DataFrame, *, pair: str, task: str, layer: int, metric: 
     for r in table.itertuples(index=False):
         rows.append(
             f"<tr><td>{html.escape(str(r.lang))}</td>"
-            f"<td style='text-align:right'>{r.delta:+.4f}</td><td>{_bar(r.delta, sd, '#0173b2')}</td>"
+            f"<td style='text-align:right'>{r.delta:+.4f}</td>"
+            f"<td>{_bar(r.delta, sd, '#0173b2')}</td>"
             f"<td style='text-align:right'>{100 * r.delta_accuracy:+.2f}</td>"
             f"<td>{_bar(r.delta_accuracy, sa, '#de8f05')}</td><td>{r.seeds}</td></tr>"
         )
@@ -112,7 +115,6 @@ def explorer(
     area that the kernel fills with a recomputed view and its scatter plot on every change."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
     opts = options(points, layers)
     if metrics is not None:
@@ -157,25 +159,30 @@ def explorer(
     def recompute(_change=None) -> None:
         chosen = {k: opts[k][controls[k].index] for k in CONTROLS}
         table = view_table(points, **chosen)
-        with live:
-            live.clear_output(wait=True)
-            if len(table):
-                fig, ax = plt.subplots(figsize=(5.0, 3.2))
-                ax.scatter(table["delta"], 100 * table["delta_accuracy"])
-                for r in table.itertuples(index=False):
-                    ax.annotate(r.lang, (r.delta, 100 * r.delta_accuracy), fontsize=9)
-                ax.axhline(0, color="grey", lw=0.8)
-                ax.axvline(0, color="grey", lw=0.8)
-                ax.set_xlabel(f"Δ {METRIC_LABELS[chosen['metric']]}")
-                ax.set_ylabel("Δ accuracy (points)")
-                ax.set_title("recomputed by the kernel")
-                display(fig)
-                plt.close(fig)
+        live.outputs = ()
+        if len(table):
+            fig, ax = plt.subplots(figsize=(5.0, 3.2))
+            ax.scatter(table["delta"], 100 * table["delta_accuracy"])
+            for r in table.itertuples(index=False):
+                ax.annotate(r.lang, (r.delta, 100 * r.delta_accuracy), fontsize=9)
+            ax.axhline(0, color="grey", lw=0.8)
+            ax.axvline(0, color="grey", lw=0.8)
+            ax.set_xlabel(f"Δ {METRIC_LABELS[chosen['metric']]}")
+            ax.set_ylabel("Δ accuracy (points)")
+            ax.set_title("recomputed by the kernel")
+            live.append_display_data(fig)
+            plt.close(fig)
 
     for c in controls.values():
         c.observe(recompute, names="index")
-    box = w.VBox([w.HBox([controls["pair"], controls["task"]]),
-                  w.HBox([controls["layer"], controls["metric"]]), views, live])
+    box = w.VBox(
+        [
+            w.HBox([controls["pair"], controls["task"]]),
+            w.HBox([controls["layer"], controls["metric"]]),
+            views,
+            live,
+        ]
+    )
     box._xl_links = links  # keep the links alive with the widget
     return box
 

@@ -70,10 +70,19 @@ def validate_languages(config: Config, source: xdata.DataSource) -> None:
         if lang not in available:
             what = {"pos": "POS (UD)", "sib": "SIB-200", "parallel": "parallel (NTREX)"}[task]
             split_txt = f" {split}" if split else ""
-            raise ConfigError(
+            message = (
                 f"language {lang!r} has no {what}{split_txt} data in {source.describe()}; "
-                f"available: {', '.join(available)}"
+                f"available: {', '.join(available) or 'none'}"
             )
+            if split and lang in xdata.available_languages(task, source=source):
+                has = [
+                    s for s in xdata.SPLITS if lang in xdata.available_languages(task, s, source)
+                ]
+                message += (
+                    f". {lang!r} has only {', '.join(has)}: add "
+                    f"{source.root / _LAYOUT[task].format(lang=lang, split=split)}"
+                )
+            raise ConfigError(message)
 
 
 def _checksums(source: xdata.DataSource, items: list[tuple[str, str, str | None]]) -> dict:
@@ -617,7 +626,9 @@ def _gradient_probe(ctx, task, regime, pair, seed, deps, encoder, tok, objective
                 loss = build_alignment_loss(c.align_loss, encoder.config.hidden_size)
             if regime == "sequential":
                 state = torch.load(
-                    deps["align"].path / "alignment_loss.pt", map_location="cpu", weights_only=True
+                    runs.check_torch_file(deps["align"], "alignment_loss.pt"),
+                    map_location="cpu",
+                    weights_only=True,
                 )
                 loss.load_state_dict(state)
             reference = None
@@ -685,7 +696,8 @@ def load_task_model(finetune_run: runs.Run, device: torch.device | None = None) 
     source = json.loads((finetune_run.path / "encoder_source.json").read_text())["encoder"]
     encoder, tok = encoders.load(source)
     model = TaskModel(encoder, spec["task"], NUM_LABELS[spec["task"]], pooling=spec["pooling"])
-    state = torch.load(finetune_run.path / "model.pt", map_location="cpu", weights_only=True)
+    weights = runs.check_torch_file(finetune_run, "model.pt")
+    state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device or torch.device("cpu")).eval(), tok
 

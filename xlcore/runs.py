@@ -4,12 +4,15 @@ A run directory ``<runs>/<kind>/<name>-<key12>`` holds ``spec.json`` (the resolv
 the step), the step's artifacts, ``metrics.json``, ``provenance.json`` and, written last,
 ``complete.json``. Only a directory with a valid ``complete.json`` counts as finished; anything
 else is resumed from its checkpoint (``checkpoint.pt``) or recomputed. All files are written
-atomically (temporary file + ``os.replace``). Chapter *Reproducibility* lists every run.
+atomically (temporary file + ``os.replace``). ``complete.json`` records the SHA-256 of
+``metrics.json`` and the size of every artifact, so a truncated or edited run is reported, never
+read. Chapter *Reproducibility* lists every run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
@@ -20,13 +23,15 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from xlcore import __version__
-from xlcore.errors import RunLockedError, XlcoreError
+from xlcore.errors import RunLockedError, RunStorageError, XlcoreError
 from xlcore.paths import PACKAGE_DIR, runs_dir
 
 COMPLETE = "complete.json"
@@ -172,24 +177,9 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        """True only when ``complete.json`` exists and matches ``metrics.json``."""
-        marker = self.path / COMPLETE
-        if not marker.exists():
-            return False
-        try:
-            info = json.loads(marker.read_text())
-            digest = hashlib.sha256((self.path / "metrics.json").read_bytes()).hexdigest()
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RunCorruptedError(
-                f"run {self.path} is marked complete but cannot be read ({exc}); "
-                f"remove that directory to recompute it"
-            ) from exc
-        if info.get("metrics_sha256") != digest:
-            raise RunCorruptedError(
-                f"run {self.path} is marked complete but metrics.json was changed or truncated; "
-                f"remove that directory to recompute it"
-            )
-        return True
+        """True only when ``complete.json`` exists and matches ``metrics.json`` and the
+        recorded artifact sizes; :class:`RunCorruptedError` when it exists but does not."""
+        return is_complete(self.path)
 
     @property
     def checkpoint(self) -> Path:
@@ -205,6 +195,75 @@ class Run:
     def provenance(self) -> dict:
         """The finished run's provenance record."""
         return json.loads((self.path / "provenance.json").read_text())
+
+
+def is_complete(path: Path) -> bool:
+    """Whether the run directory ``path`` is finished (see :attr:`Run.complete`)."""
+    path = Path(path)
+    marker = path / COMPLETE
+    if not marker.exists():
+        return False
+    fix = "remove that directory to recompute it"
+    try:
+        info = json.loads(marker.read_text())
+        digest = hashlib.sha256((path / "metrics.json").read_bytes()).hexdigest()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunCorruptedError(
+            f"run {path} is marked complete but cannot be read ({exc}); {fix}"
+        ) from exc
+    if not isinstance(info, dict) or info.get("metrics_sha256") != digest:
+        raise RunCorruptedError(
+            f"run {path} is marked complete but metrics.json or {COMPLETE} was changed or "
+            f"truncated; {fix}"
+        )
+    files = info.get("files", {})  # absent in runs finished before sizes were recorded
+    for name, size in (files.items() if isinstance(files, dict) else ()):
+        try:
+            actual = (path / name).stat().st_size
+        except OSError:
+            actual = None
+        if actual != size:
+            found = "is missing" if actual is None else f"has {actual} bytes, not {size}"
+            raise RunCorruptedError(f"run {path} is marked complete but {name} {found}; {fix}")
+    return True
+
+
+def _artifact_sizes(path: Path) -> dict[str, int]:
+    """Size of every file of a run directory except the marker, locks and temporary files."""
+    sizes = {}
+    for file in sorted(path.rglob("*")):
+        rel = file.relative_to(path)
+        if file.is_file() and rel.name != COMPLETE and not any(
+            part.startswith(".") for part in rel.parts
+        ):
+            sizes[rel.as_posix()] = file.stat().st_size
+    return sizes
+
+
+def torch_file_problem(path: Path) -> str | None:
+    """Why the file written by :func:`atomic_torch_save` at ``path`` cannot be trusted, or None.
+
+    ``torch.load`` reads a damaged tensor without complaint; the zip container's CRC-32 of every
+    member catches truncation and changed bytes alike.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        return f"{Path(path).name} cannot be read ({exc})"
+    return f"{Path(path).name} fails its checksum ({bad})" if bad is not None else None
+
+
+def check_torch_file(run: Run, name: str) -> Path:
+    """``run.path / name`` after checking it is intact (:class:`RunCorruptedError` if not)."""
+    path = run.path / name
+    problem = torch_file_problem(path)
+    if problem:
+        raise RunCorruptedError(
+            f"run {run.path} is marked complete but {problem}; remove that directory to "
+            f"recompute it"
+        )
+    return path
 
 
 def prepare(
@@ -231,10 +290,40 @@ def prepare(
     return Run(kind=kind, key=key, path=path, spec=full_spec)
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _storage_error(exc: OSError, what: str, root: Path) -> RunStorageError | None:
+    """A clear error for a write that failed for lack of space or permission below ``root``."""
+    name = exc.filename
+    name = os.fsdecode(name) if isinstance(name, str | bytes | os.PathLike) else None
+    if exc.errno in _NO_SPACE:
+        fix = "free disk space, or point XLCORE_RUNS (--runs) at a disk with room"
+    elif exc.errno in _NOT_WRITABLE and (
+        name is None or Path(name).resolve().is_relative_to(root.resolve())
+    ):
+        fix = "make it writable, or point XLCORE_RUNS (--runs) at a writable directory"
+    else:
+        return None
+    where = f" ({name})" if name is not None else ""
+    return RunStorageError(
+        f"cannot write {what}: {exc.strerror or exc}{where}; {fix}. Nothing unfinished is "
+        f"marked complete: the next grid resumes it"
+    )
+
+
 @contextlib.contextmanager
 def _flock(path: Path, what: str) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        error = _storage_error(exc, what, path.parent)
+        if error is None:
+            raise
+        raise error from exc
+    locked = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -244,6 +333,7 @@ def _flock(path: Path, what: str) -> Iterator[None]:
                 f"{what} is locked by {holder}; wait for it to finish, or point XLCORE_RUNS "
                 f"at another directory"
             ) from None
+        locked = True
         os.ftruncate(fd, 0)
         os.write(
             fd,
@@ -252,8 +342,9 @@ def _flock(path: Path, what: str) -> Iterator[None]:
         )
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
+        if locked:  # a process that did not get the lock leaves the holder's name in place
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         os.close(fd)
 
 
@@ -279,21 +370,46 @@ def execute(
     """
     if run.complete:
         return run
-    run.path.mkdir(parents=True, exist_ok=True)
-    with _flock(run.path / ".lock", f"run {run.path}"):
-        if run.complete:  # finished by another process while we waited
-            return run
-        atomic_write_json(run.path / "spec.json", run.spec)
-        start = time.perf_counter()
-        metrics = fn(run)
-        wall = time.perf_counter() - start
-        atomic_write_json(run.path / "metrics.json", metrics)
-        atomic_write_json(run.path / "provenance.json", provenance(seed, data_source, wall))
-        digest = hashlib.sha256((run.path / "metrics.json").read_bytes()).hexdigest()
-        with contextlib.suppress(FileNotFoundError):
-            run.checkpoint.unlink()
-        atomic_write_json(run.path / COMPLETE, {"metrics_sha256": digest, "key": run.key})
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        with _flock(run.path / ".lock", f"run {run.path}"):
+            if run.complete:  # finished by another process while we waited
+                return run
+            atomic_write_json(run.path / "spec.json", run.spec)
+            _discard_corrupted_checkpoint(run)
+            start = time.perf_counter()
+            metrics = fn(run)
+            wall = time.perf_counter() - start
+            atomic_write_json(run.path / "metrics.json", metrics)
+            atomic_write_json(run.path / "provenance.json", provenance(seed, data_source, wall))
+            digest = hashlib.sha256((run.path / "metrics.json").read_bytes()).hexdigest()
+            with contextlib.suppress(FileNotFoundError):
+                run.checkpoint.unlink()
+            marker = {"metrics_sha256": digest, "key": run.key, "files": _artifact_sizes(run.path)}
+            atomic_write_json(run.path / COMPLETE, marker)
+    except OSError as exc:
+        error = _storage_error(exc, f"run {run.path}", run.path.parents[1])
+        if error is None:
+            raise
+        raise error from exc
     return run
+
+
+def _discard_corrupted_checkpoint(run: Run) -> None:
+    """Resume only from an intact checkpoint; a damaged one is set aside and the run restarts."""
+    if not run.checkpoint.exists():
+        return
+    problem = torch_file_problem(run.checkpoint)
+    if problem is None:
+        return
+    aside = run.checkpoint.with_name(CHECKPOINT + ".corrupted")
+    os.replace(run.checkpoint, aside)
+    warnings.warn(
+        f"run {run.path}: {problem}; moved it to {aside.name} and recomputing the run from the "
+        f"start",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def iter_runs(root: Path | None = None) -> Iterator[Path]:
@@ -306,15 +422,16 @@ def iter_runs(root: Path | None = None) -> Iterator[Path]:
 
 
 def results_frame(root: Path | None = None, kinds: tuple[str, ...] | None = None):
-    """All complete runs' records as one tidy :class:`pandas.DataFrame` (one row per record)."""
+    """All complete runs' records as one tidy :class:`pandas.DataFrame` (one row per record).
+
+    A run marked complete whose files do not match raises :class:`RunCorruptedError`.
+    """
     import pandas as pd
 
     rows = []
     for path in iter_runs(root):
-        if not (path / COMPLETE).exists():
-            continue
         kind = path.parent.name
-        if kinds and kind not in kinds:
+        if (kinds and kind not in kinds) or not is_complete(path):
             continue
         metrics = json.loads((path / "metrics.json").read_text())
         prov = json.loads((path / "provenance.json").read_text())

@@ -3,33 +3,39 @@
 POS labels, word-pair extraction and word-level distances all represent a word by its *first
 sub-word*, with one XLM-R quirk handled here: SentencePiece sometimes emits a bare ``"▁"`` piece
 before a word (``"(" → ["▁", "("]``). That piece carries no content, so the word is represented by
-the first piece after it. Special tokens (``word_ids() == None``) never represent a word.
+the first piece after it. Special tokens never represent a word: neither those the tokenizer adds
+(``word_ids() == None``) nor a control token that a word's own text spells out (a word ``"<s>"``
+is tokenised as the real ``<s>`` and gets a word id).
 Chapter *Data and encoders* shows this on real sentences.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 IGNORE_INDEX = -100
 BARE_PIECE = "▁"
+CONTROL_TOKENS = frozenset({"<s>", "</s>", "<pad>", "<mask>", "[CLS]", "[SEP]", "[PAD]", "[MASK]"})
+"""XLM-R and BERT control tokens. ``<unk>`` is not one: it stands for an unknown word."""
 
 
 def first_subword_positions(
-    word_ids: Sequence[int | None], tokens: Sequence[str]
+    word_ids: Sequence[int | None],
+    tokens: Sequence[str],
+    control_tokens: Collection[str] = CONTROL_TOKENS,
 ) -> dict[int, int]:
     """Map each word index to the position of its first contentful sub-word.
 
     ``word_ids`` is ``BatchEncoding.word_ids(i)``; ``tokens`` is ``BatchEncoding.tokens(i)``.
     A word whose only piece is a bare ``"▁"`` falls back to that piece. Words cut off by
-    truncation do not appear in the result.
+    truncation, and words made only of control tokens, do not appear in the result.
     """
     if len(word_ids) != len(tokens):
         raise ValueError(f"word_ids ({len(word_ids)}) and tokens ({len(tokens)}) differ in length")
     positions: dict[int, int] = {}
     fallback: dict[int, int] = {}
     for pos, (wid, tok) in enumerate(zip(word_ids, tokens, strict=True)):
-        if wid is None or wid in positions:
+        if wid is None or wid in positions or tok in control_tokens:
             continue
         if tok == BARE_PIECE:
             fallback.setdefault(wid, pos)

@@ -1,0 +1,278 @@
+"""The book: every chapter executes under the smoke profile, the HTML builds with warnings as
+errors, a second build reuses everything, one chapter re-runs with new parameters, and the
+built pages work in headless Chromium (figures present, no tracebacks, the explorer switches
+views without a kernel)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from xlcore import book
+from xlcore.errors import ConfigError
+
+CHAPTER_PARAMETERS = {"profile", "pairs", "tgt_langs", "tasks", "seeds", "model_name_or_path"}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _copy_book(dst: Path) -> Path:
+    src = book.PROJECT_DIR
+    book.vendor_widgets(src)
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy(src / f, dst / f)
+    shutil.copytree(src / "book", dst / "book", ignore=shutil.ignore_patterns("node_modules"))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The smoke book built in a copy of the project's book sources, with its own runs."""
+    root = _copy_book(tmp_path_factory.mktemp("book"))
+    saved = os.environ.get("XLCORE_RUNS")
+    os.environ["XLCORE_RUNS"] = str(root / "runs")
+    try:
+        first = book.build("smoke", root=root, progress=False)
+        yield root, first
+    finally:
+        if saved is None:
+            os.environ.pop("XLCORE_RUNS", None)
+        else:
+            os.environ["XLCORE_RUNS"] = saved
+
+
+def _outputs(nb_path: Path):
+    nb = json.loads(nb_path.read_text())
+    for cell in nb["cells"]:
+        yield from cell.get("outputs", [])
+
+
+def test_every_chapter_has_one_parameters_cell_with_the_shared_names():
+    for name in book.chapters():
+        params = book.chapter_parameters(book.PROJECT_DIR, name)
+        assert CHAPTER_PARAMETERS <= set(params), name
+        assert params["profile"] == "mini", name
+
+
+def test_unknown_chapter_parameter_is_an_error_naming_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown parameter of chapter 'transfer' 'pair'.*pairs"):
+        book.check_parameters(book.PROJECT_DIR, "transfer", {"pair": ["en-fi"]})
+    with pytest.raises(ConfigError, match="unknown chapter 'tranfser'; choose one of: intro"):
+        book.check_parameters(book.PROJECT_DIR, "tranfser", {})
+
+
+def test_cli_rejects_unknown_parameter_before_any_work(tmp_path):
+    env = {**os.environ, "XLCORE_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xlcore.cli",
+            "book",
+            "--profile",
+            "smoke",
+            "--chapter",
+            "distances",
+            "--param",
+            'pair=["en-fi"]',
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert "unknown parameter of chapter 'distances' 'pair'" in proc.stderr
+    assert "Did you mean pairs" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_parse_parameters_reads_python_literals():
+    got = book.parse_parameters(['pairs=["en-fi"]', "seeds=[1, 2]", "profile=smoke"])
+    assert got == {"pairs": ["en-fi"], "seeds": [1, 2], "profile": "smoke"}
+    with pytest.raises(ConfigError, match="name=value"):
+        book.parse_parameters(["pairs"])
+
+
+def test_every_chapter_executes_under_smoke_without_errors(built):
+    root, first = built
+    assert first.status() == {name: "executed" for name in book.chapters(root)}
+    for name in book.chapters(root):
+        nb = root / "_build" / "src" / "book" / f"{name}.ipynb"
+        outputs = list(_outputs(nb))
+        assert not [o for o in outputs if o["output_type"] == "error"], name
+        meta = json.loads(nb.read_text())["metadata"]["xlalign"]
+        assert meta["parameters"]["profile"] == "smoke"
+    assert first.index == root / "_build" / "html" / "index.html"
+    assert first.index.is_file()
+    # every chapter states where its numbers come from, and that smoke numbers mean nothing
+    for name in book.chapters(root):
+        html = (root / "_build" / "html" / "book" / f"{name}.html").read_text()
+        assert "Where these results come from" in html, name
+        assert "its numbers mean nothing" in html, name
+
+
+def test_second_build_reuses_every_chapter(built):
+    root, _ = built
+    again = book.build("smoke", root=root, progress=False)
+    assert set(again.status().values()) == {"unchanged"}
+
+
+def test_one_chapter_reruns_with_new_parameters_and_the_book_is_rebuilt(built):
+    root, _ = built
+    page = root / "_build" / "html" / "book" / "transfer.html"
+    before = page.stat().st_mtime_ns
+    result = book.build(
+        "smoke", root=root, only="transfer", parameters={"tgt_langs": ["de"]}, progress=False
+    )
+    status = result.status()
+    assert status["transfer"] == "executed"
+    assert status["reproducibility"] == "executed"  # its execution table lists the new run
+    others = {s for n, s in status.items() if n not in ("transfer", "reproducibility")}
+    assert others == {"unchanged"}
+    nb = json.loads((root / "_build" / "src" / "book" / "transfer.ipynb").read_text())
+    assert nb["metadata"]["xlalign"]["parameters"]["tgt_langs"] == ["de"]
+    assert page.stat().st_mtime_ns > before
+    # back to the default parameters: the chapter is executed again, the others are reused
+    back = book.build("smoke", root=root, progress=False)
+    assert back.status()["transfer"] == "executed"
+
+
+def test_a_failing_chapter_keeps_the_previous_page(built, tmp_path):
+    root, _ = built
+    out_dir = root / "_build" / "src" / "book"
+    good = (out_dir / "exercises.ipynb").read_bytes()
+    src = root / "book" / "exercises.md"
+    text = src.read_text()
+    try:
+        src.write_text(text + "\n```{code-cell} ipython3\nraise RuntimeError('boom')\n```\n")
+        with pytest.raises(
+            book.BookError, match=r"chapter 'exercises' failed .*RuntimeError: boom"
+        ):
+            book.execute_chapter(root, "exercises", {"profile": "smoke"}, out_dir=out_dir)
+    finally:
+        src.write_text(text)
+    assert (out_dir / "exercises.ipynb").read_bytes() == good
+    assert (out_dir / "exercises.failed.ipynb").is_file()
+
+
+def test_sample_fallback_keeps_only_the_sample_languages(tmp_path, monkeypatch):
+    monkeypatch.delenv("XLCORE_DATA", raising=False)
+    monkeypatch.setenv("XLCORE_CACHE", str(tmp_path / "cache"))
+    restricted = book._sample_restrictions("mini", {})
+    assert restricted["tgt_langs"] and set(restricted["tgt_langs"]) <= {
+        "de",
+        "ru",
+        "ar",
+        "zh",
+        "en",
+    }
+    assert book._sample_restrictions("mini", {"tgt_langs": ["de"]}).get("tgt_langs") is None
+
+
+# ------------------------------------------------------------------------- in the browser
+
+
+@pytest.fixture(scope="module")
+def browser_page(built):
+    if CHROMIUM is None or not _has_playwright():
+        if os.environ.get("XLCORE_REQUIRE_BROWSER"):
+            pytest.fail("XLCORE_REQUIRE_BROWSER is set but chromium or playwright is missing")
+        pytest.skip("needs Debian's chromium and the playwright package")
+    from playwright.sync_api import sync_playwright
+
+    root, _ = built
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(root / "_build" / "html")
+    )
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        page = browser.new_page()
+        errors: list[str] = []
+        failed: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+        yield root, base, page, errors, failed
+        browser.close()
+    server.shutdown()
+
+
+def _has_playwright() -> bool:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# sphinx-thebe 0.3.1 declares this constant twice on every Jupyter Book 1.x page.
+KNOWN_PAGE_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+
+
+def test_every_chapter_page_loads_with_its_figures_and_no_traceback(browser_page):
+    root, base, page, errors, failed = browser_page
+    for name in book.chapters(root):
+        errors.clear()
+        failed.clear()
+        response = page.goto(f"{base}/book/{name}.html")
+        assert response is not None and response.ok, name
+        page.wait_for_load_state("networkidle")
+        source = (root / "book" / f"{name}.md").read_text()
+        expected = len(re.findall(r"^```\{glue:figure\}", source, flags=re.M))
+        images = page.locator("article img")
+        widths = [images.nth(i).evaluate("img => img.naturalWidth") for i in range(images.count())]
+        assert sum(w > 100 for w in widths) >= expected, (name, widths)
+        outputs = page.locator(".cell_output").all_inner_texts()
+        assert not [t for t in outputs if "Traceback" in t], name
+        assert [e for e in errors if not e.startswith(KNOWN_PAGE_ERRORS)] == [], name
+        assert failed == [], (name, failed)
+
+
+def test_explorer_switches_views_without_a_kernel(browser_page):
+    _, base, page, _, _ = browser_page
+    page.goto(f"{base}/book/distances.html")
+    page.wait_for_selector(".widget-dropdown select", timeout=30_000)
+    selects = page.locator(".widget-dropdown select")
+    assert selects.count() == 4
+
+    def visible():
+        return [
+            v.get_attribute("data-view") for v in page.locator(".xl-view").all() if v.is_visible()
+        ]
+
+    first = visible()
+    assert len(first) == 1
+    pair, task, layer, metric = first[0].split("|")
+    selects.nth(2).select_option(index=1)  # layer
+    page.wait_for_timeout(300)
+    after_layer = visible()
+    assert len(after_layer) == 1 and after_layer != first
+    assert after_layer[0].split("|")[:2] == [pair, task]
+    selects.nth(0).select_option(index=1)  # pair
+    page.wait_for_timeout(300)
+    after_pair = visible()
+    assert len(after_pair) == 1
+    assert after_pair[0].split("|")[0] != pair
+    assert after_pair[0].split("|")[2] == after_layer[0].split("|")[2]  # layer choice kept
