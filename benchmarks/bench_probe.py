@@ -2,10 +2,11 @@
 run with probing off, side by side (same data, steps, seed; fresh run directories).
 
 The dependencies (trimmed encoder, held-out word pairs) are computed first and not timed; then
-the two fine-tuning runs are timed. Their training logs are asserted identical, since a probe must
-not change the course of training.
+the two fine-tuning runs are timed, by wall clock and by the process's CPU time (with
+``--threads 1`` the CPU time is the work done, whatever else shares the cores). Their training
+logs are asserted identical, since a probe must not change the course of training.
 
-    python benchmarks/bench_probe.py [--profile mini] [--task pos] [--regime baseline]
+    python benchmarks/bench_probe.py [--profile mini] [--task pos] [--regime baseline] [--threads 1]
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from xlcore import runs
 from xlcore.config import make_config
 from xlcore.grid import plan
 
 
-def finetune_seconds(config, root: Path) -> tuple[float, dict]:
+def finetune_seconds(config, root: Path) -> tuple[float, float, dict]:
     grid = plan(config, root=root, progress=False)
     steps = [s for s in grid.steps if s.run.kind != "evaluate" and s.run.kind != "distances"]
     target = next(s for s in steps if s.run.kind == "finetune")
@@ -29,9 +32,9 @@ def finetune_seconds(config, root: Path) -> tuple[float, dict]:
             break
         if not step.run.complete:
             runs.execute(step.run, step.fn, seed=step.seed)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     runs.execute(target.run, target.fn, seed=target.seed)
-    return time.perf_counter() - start, target.run.metrics()
+    return time.perf_counter() - start, time.process_time() - cpu, target.run.metrics()
 
 
 def main() -> None:
@@ -39,7 +42,10 @@ def main() -> None:
     parser.add_argument("--profile", default="mini")
     parser.add_argument("--task", default="pos")
     parser.add_argument("--regime", default="baseline")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     common = {"tasks": [args.task], "regimes": [args.regime], "tgt_langs": ["de"]}
     if args.regime != "baseline":
         common["regimes"] = (
@@ -49,16 +55,18 @@ def main() -> None:
         probed_cfg = make_config(args.profile, common)
         plain_cfg = make_config(args.profile, {**common, "probe_every": 0})
         # the same dependencies for both: compute them once in a shared root
-        t_plain, m_plain = finetune_seconds(plain_cfg, Path(tmp))
-        t_probed, m_probed = finetune_seconds(probed_cfg, Path(tmp))
+        t_plain, c_plain, m_plain = finetune_seconds(plain_cfg, Path(tmp))
+        t_probed, c_probed, m_probed = finetune_seconds(probed_cfg, Path(tmp))
     if m_plain["log"] != m_probed["log"]:
         raise SystemExit("probing changed the training log; no ratio printed")
     probes = sorted({r["step"] for r in m_probed["gradients"]})
     pairs = sorted({r["probe_pair"] for r in m_probed["gradients"]})
     print(
-        f"probe overhead: {100 * (t_probed / t_plain - 1):+.1f}% wall time "
-        f"(probed {t_probed:.1f} s, plain {t_plain:.1f} s; {args.profile} {args.task} "
-        f"{args.regime}, probes at steps {probes} against {', '.join(pairs)})"
+        f"probe overhead: {100 * (t_probed / t_plain - 1):+.1f}% wall time, "
+        f"{100 * (c_probed / c_plain - 1):+.1f}% CPU time (probed {t_probed:.1f} s wall / "
+        f"{c_probed:.1f} s CPU, plain {t_plain:.1f} s / {c_plain:.1f} s; {args.profile} "
+        f"{args.task} {args.regime}, {torch.get_num_threads()} threads, probes at steps "
+        f"{probes} against {', '.join(pairs)})"
     )
 
 

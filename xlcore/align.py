@@ -120,6 +120,29 @@ def _hidden(model: nn.Module, enc: BatchEncoding, layer: int) -> torch.Tensor:
     return model(**inputs, output_hidden_states=True).hidden_states[layer]
 
 
+def _states_at(model: nn.Module, enc: BatchEncoding, layer: int) -> torch.Tensor:
+    """``hidden_states[layer]`` as :func:`_hidden`, running only the layers up to ``layer``.
+
+    For encoders whose transformer layers are the ModuleList ``encoder.layer`` (BERT, XLM-R) the
+    stack is cut for the call and restored afterwards: the first ``layer`` layers compute exactly
+    what they compute in a full pass, and the rest is never run. Other encoders run in full.
+    """
+    n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    stack = getattr(getattr(model, "encoder", None), "layer", None)
+    if n is None or not isinstance(stack, nn.ModuleList) or len(stack) != n:
+        return _hidden(model, enc, layer)
+    keep = layer % (n + 1)
+    if keep == n:
+        return _hidden(model, enc, layer)
+    device = next(model.parameters()).device
+    inputs = {k: enc[k].to(device) for k in MODEL_INPUTS if k in enc}
+    model.encoder.layer = stack[:keep]
+    try:
+        return model(**inputs).last_hidden_state  # the output of layer ``keep`` (0: embeddings)
+    finally:
+        model.encoder.layer = stack
+
+
 def _check_layer(model: nn.Module, layer: int) -> None:
     n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
     if n is not None and not -(n + 1) <= layer <= n:
@@ -282,8 +305,9 @@ def extract_word_pairs(
     ``hidden_states[layer]`` (0 = embeddings; SimAlign's default 8) of source and target,
     encoded separately; ArgMax or IterMax on S = (cos + 1) / 2 between first sub-words; then
     :func:`filter_pairs`. Words cut off by ``max_length`` get no link. Sentence pairs are
-    batched by length to save padding; the result keeps the input order. The model runs in
-    eval mode and gets its previous mode back.
+    batched by length to save padding, and the encoder runs only up to ``layer`` where its
+    layer stack allows (:func:`_states_at`); the result keeps the input order. The model runs
+    in eval mode and gets its previous mode back.
     """
     _check_method(method)
     _check_layer(model, layer)
@@ -311,8 +335,8 @@ def extract_word_pairs(
 
 def _extract_batch(model, tokenizer, src, tgt, layer, method, max_length) -> list[WordPairs]:
     enc = encode_parallel(tokenizer, src, tgt, max_length)
-    src_vecs, src_mask, src_kept = _word_vectors(_hidden(model, enc.src, layer), enc.src_starts)
-    tgt_vecs, tgt_mask, tgt_kept = _word_vectors(_hidden(model, enc.tgt, layer), enc.tgt_starts)
+    src_vecs, src_mask, src_kept = _word_vectors(_states_at(model, enc.src, layer), enc.src_starts)
+    tgt_vecs, tgt_mask, tgt_kept = _word_vectors(_states_at(model, enc.tgt, layer), enc.tgt_starts)
     links = batched_align(similarity(src_vecs, tgt_vecs), src_mask, tgt_mask, method)
     found: list[list[tuple[int, int]]] = [[] for _ in src]
     for b, i, j in links.nonzero().tolist():
@@ -628,6 +652,7 @@ def alignment_forward(
     layer: int = -1,
     max_length: int = 128,
     reference_model: nn.Module | None = None,
+    states: dict | None = None,
 ) -> torch.Tensor:
     """The alignment loss of one batch of parallel sentences (what a training step calls).
 
@@ -635,6 +660,12 @@ def alignment_forward(
     ``reference_model`` on the source side, without gradients, when ``loss.needs_reference``),
     takes ``hidden_states[layer]`` (default: last layer), builds the :class:`AlignBatch` and
     returns ``loss(batch)``. ``word_pairs`` may be None for sentence-level losses.
+
+    ``states``, a dict the caller owns, shares source-side forward passes between calls: the
+    source states of ``model`` are looked up there by the exact token ids and layer, and stored
+    when missing. Losses built from a shared entry share its autograd graph, so every backward
+    through it but the last needs ``retain_graph=True`` (the gradient probe shares the English
+    side of multi-parallel held-out batches this way).
     """
     _check_layer(model, layer)
     if loss.level == "word" and word_pairs is None:
@@ -645,7 +676,13 @@ def alignment_forward(
             "original encoder (copy.deepcopy(model).eval(), requires_grad off)"
         )
     enc = encode_parallel(tokenizer, src_words, tgt_words, max_length)
-    src_hidden = _hidden(model, enc.src, layer)
+    if states is None:
+        src_hidden = _hidden(model, enc.src, layer)
+    else:
+        key = (id(model), layer, *(_tensor_key(enc.src[k]) for k in MODEL_INPUTS if k in enc.src))
+        if key not in states:
+            states[key] = _hidden(model, enc.src, layer)
+        src_hidden = states[key]
     tgt_hidden = _hidden(model, enc.tgt, layer)
     ref = None
     if loss.needs_reference:
@@ -662,3 +699,7 @@ def alignment_forward(
         src_hidden_ref=ref,
     )
     return loss(batch)
+
+
+def _tensor_key(t: torch.Tensor) -> tuple:
+    return (tuple(t.shape), t.cpu().numpy().tobytes())

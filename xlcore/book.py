@@ -202,6 +202,9 @@ def execute_chapter(
             progress_bar=False,
             log_output=False,
             report_mode=False,
+            # ipykernel warns on every start that its TCP transport is unencrypted (it listens
+            # on 127.0.0.1 only); that line would bury what the build says.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except pm.PapermillExecutionError as exc:
         failed = out_dir / f"{name}.failed.ipynb"

@@ -616,16 +616,22 @@ def _canonical_vocab(trained: list) -> list[tuple[str, float]]:
     return sorted(content, key=lambda item: (-item[1], item[0]))
 
 
+TINY_SHAPE = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+    "max_position_embeddings": 130,
+    "type_vocab_size": 1,
+}
+"""Shape of the ``tiny-xlmr`` encoder (also used by benchmark dry runs)."""
+
+
 def _build_tiny(texts: list[str], out: Path) -> None:
     rebuilt = _train_tiny_tokenizer(texts)
     config = XLMRobertaConfig(
         vocab_size=rebuilt.get_vocab_size(),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=130,
-        type_vocab_size=1,
+        **TINY_SHAPE,
         pad_token_id=rebuilt.token_to_id("<pad>"),
         bos_token_id=rebuilt.token_to_id("<s>"),
         eos_token_id=rebuilt.token_to_id("</s>"),

@@ -217,7 +217,7 @@ def is_complete(path: Path) -> bool:
             f"truncated; {fix}"
         )
     files = info.get("files", {})  # absent in runs finished before sizes were recorded
-    for name, size in (files.items() if isinstance(files, dict) else ()):
+    for name, size in files.items() if isinstance(files, dict) else ():
         try:
             actual = (path / name).stat().st_size
         except OSError:
@@ -233,8 +233,10 @@ def _artifact_sizes(path: Path) -> dict[str, int]:
     sizes = {}
     for file in sorted(path.rglob("*")):
         rel = file.relative_to(path)
-        if file.is_file() and rel.name != COMPLETE and not any(
-            part.startswith(".") for part in rel.parts
+        if (
+            file.is_file()
+            and rel.name != COMPLETE
+            and not any(part.startswith(".") for part in rel.parts)
         ):
             sizes[rel.as_posix()] = file.stat().st_size
     return sizes

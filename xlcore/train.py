@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -28,6 +30,7 @@ from xlcore.device import autocast, precision_name
 from xlcore.errors import TrainingError
 from xlcore.evaluate import collate, evaluate
 from xlcore.runs import Run, atomic_torch_save
+from xlcore.tokens import IGNORE_INDEX
 
 
 class TaskModel(nn.Module):
@@ -93,6 +96,38 @@ def batch_at(
     per_epoch = math.ceil(n / batch_size)
     epoch, within = divmod(step, per_epoch)
     return epoch_batches(n, batch_size, seed, epoch, lengths)[within]
+
+
+# A forward + backward call costs about as much as this many more tokens per CPU thread (small
+# encoders): the fixed per-call cost that :func:`length_pieces` trades against padding. Threads
+# share the per-token work but not the per-call dispatch, hence "per thread". A heuristic.
+CALL_COST_TOKENS = 32
+
+
+def length_pieces(lengths: Sequence[int]) -> list[list[int]]:
+    """Split a batch into pieces of similar length: indices into ``lengths``, grouped.
+
+    The examples are sorted by length and cut into contiguous pieces that minimise
+    Σ (piece size · longest length in the piece + a per-call cost), i.e. the tokens computed
+    when each piece is padded only to its own longest example (dynamic programming over the
+    cut points); the per-call cost is :data:`CALL_COST_TOKENS` times torch's thread count.
+    """
+    call_cost = CALL_COST_TOKENS * torch.get_num_threads()
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n = len(order)
+    best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted examples
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        longest = lengths[order[j - 1]]
+        for i in range(j):
+            cost = best[i] + (j - i) * longest + call_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    pieces, j = [], n
+    while j > 0:
+        pieces.append(order[cut[j] : j])
+        j = cut[j]
+    return pieces[::-1]
 
 
 def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
@@ -285,7 +320,13 @@ def align_encoder(
 
 @dataclass
 class FinetuneSettings:
-    """The hyper-parameters a fine-tuning loop needs (taken from :class:`xlcore.config.Config`)."""
+    """The hyper-parameters a fine-tuning loop needs (taken from :class:`xlcore.config.Config`).
+
+    ``group_by_length`` draws batches of similar length (less padding, a different batch mix);
+    ``split_by_length`` keeps the batches and runs each in :func:`length_pieces`, every piece
+    padded only to its own longest example, with the loss of the whole padded batch (the same
+    up to float rounding and dropout draws), so no work is spent on most of the padding.
+    """
 
     max_steps: int
     batch_size: int
@@ -299,6 +340,7 @@ class FinetuneSettings:
     align_alpha: float = 0.1
     group_by_length: bool = False
     gradvac_beta: float = 0.01
+    split_by_length: bool = False
 
 
 STRATEGIES = ("joint", "alternating", "pcgrad", "gradvac")
@@ -371,6 +413,8 @@ def finetune(
     lengths = [len(e["input_ids"]) for e in train] if s.group_by_length else None
 
     def task_loss_of(batch: dict) -> torch.Tensor:
+        if s.split_by_length:
+            return _split_task_loss(model, batch, device)
         logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         return loss_fn(
             logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].to(device).reshape(-1)
@@ -446,6 +490,29 @@ def finetune(
     }
 
 
+def _split_task_loss(model: TaskModel, batch: dict, device: torch.device) -> torch.Tensor:
+    """The cross-entropy of a collated batch, computed piece by piece (:func:`length_pieces`):
+    summed over the pieces and divided by the batch's count, it is the padded batch's mean."""
+    mask = batch["attention_mask"]
+    lengths = mask.sum(1).tolist()
+    labels = batch["labels"]
+    count = (labels != IGNORE_INDEX).sum() if model.task == "pos" else len(lengths)
+    total = None
+    for piece in length_pieces(lengths):
+        rows = torch.tensor(piece)
+        width = max(lengths[i] for i in piece)
+        logits = model(batch["input_ids"][rows, :width].to(device), mask[rows, :width].to(device))
+        target = labels[rows, :width] if model.task == "pos" else labels[rows]
+        part = nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(),
+            target.to(device).reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        total = part if total is None else total + part
+    return total / count
+
+
 def _combine(space, vaccine, model, objective, task_loss, align_loss, s) -> dict:
     """Per-objective gradients → PCGrad or GradVac on the encoder → ``.grad``; log entries."""
     head = [p for p in model.head.parameters() if p.requires_grad]
@@ -466,6 +533,53 @@ def _combine(space, vaccine, model, objective, task_loss, align_loss, s) -> dict
     return info
 
 
+class _PieceEncoder(nn.Module):
+    """An encoder run on the :func:`length_pieces` of each batch, every piece cut to its own
+    longest example; all hidden states come back padded to the batch width (zeros on padding)
+    in batch order: what one padded pass gives on the real tokens, up to float rounding."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, **_) -> SimpleNamespace:
+        lengths = attention_mask.sum(1).tolist()
+        width = input_ids.shape[1]
+        positions = torch.arange(width, device=attention_mask.device)
+        right_padded = torch.equal(
+            attention_mask.bool(), positions < attention_mask.sum(1, keepdim=True)
+        )
+        if not right_padded:  # pieces cut at the end of each row: only right padding allows it
+            return self.encoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                output_hidden_states=True,
+            )
+        pieces = length_pieces(lengths)
+        outputs = []
+        for piece in pieces:
+            rows = torch.tensor(piece, device=input_ids.device)
+            cut = max(lengths[i] for i in piece)
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids[rows, :cut]}
+            out = self.encoder(
+                input_ids=input_ids[rows, :cut],
+                attention_mask=attention_mask[rows, :cut],
+                output_hidden_states=True,
+                **extra,
+            )
+            outputs.append(out.hidden_states)
+        back = torch.argsort(torch.tensor([i for p in pieces for i in p], device=input_ids.device))
+
+        def repad(k: int) -> torch.Tensor:  # layer k of every piece, batch width, batch order
+            pad = [nn.functional.pad(h[k], (0, 0, 0, width - h[k].shape[1])) for h in outputs]
+            return torch.cat(pad)[back]  # (B, T, H)
+
+        states = tuple(repad(k) for k in range(len(outputs[0])))
+        return SimpleNamespace(hidden_states=states, last_hidden_state=states[-1])
+
+
 class GradientProbe:
     """Fixed held-out probe batches and the alignment objectives to compare the task against.
 
@@ -473,6 +587,9 @@ class GradientProbe:
     ``objectives`` maps a pair name to ``(AlignmentLoss, AlignmentData, reference)`` whose
     first two batches are the held-out probe batches for that pair. Called by :func:`finetune`
     at ``steps``; returns :func:`xlcore.analysis.gradients.probe` records.
+
+    Cost: every batch runs in :func:`length_pieces` (no compute on most of the padding), and an
+    English batch that several pairs share (multi-parallel bitext) runs forward once.
     """
 
     def __init__(
@@ -500,31 +617,35 @@ class GradientProbe:
 
     def __call__(self, model: TaskModel, step: int) -> list[dict]:
         space = GradientSpace.of(model.encoder)
-        loss_fn = nn.CrossEntropyLoss()
+        # Probe batches are fixed, not length-grouped: each runs in length pieces, so the
+        # padding costs no compute (the same losses up to float rounding).
+        encoder = _PieceEncoder(model.encoder)
 
         def task_loss_on(k: int) -> torch.Tensor:
-            batch = self.task_batches[k]
-            logits = model(
-                batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-            )
-            return loss_fn(
-                logits.reshape(-1, logits.shape[-1]).float(),
-                batch["labels"].to(self.device).reshape(-1),
-            )
+            return _split_task_loss(model, self.task_batches[k], self.device)
 
+        # Held-out bitexts are multi-parallel (NTREX), so several pairs may probe the same
+        # English batch: its forward pass is then run once and shared (same numbers).
+        sources = Counter(
+            (k, self._source_key(data, k))
+            for _, data, _ in self.objectives.values()
+            for k in (0, 1)
+        )
+        states: dict = {}
         probes = []
         for pair, (loss, data, reference) in self.objectives.items():
             loss.to(self.device)
             if reference is not None:
                 reference.to(self.device)
+            shared = any(sources[(k, self._source_key(data, k))] > 1 for k in (0, 1))
 
-            def loss_on(k: int, loss=loss, data=data, reference=reference) -> torch.Tensor:
+            def loss_on(k: int, loss=loss, data=data, reference=reference, shared=shared):
                 lo = k * self.batch_size
                 src = data.src_words[lo : lo + self.batch_size]
                 tgt = data.tgt_words[lo : lo + self.batch_size]
                 links = data.links[lo : lo + self.batch_size]
                 return alignment_forward(
-                    model.encoder,
+                    encoder,
                     loss,
                     self.tokenizer,
                     src,
@@ -533,8 +654,13 @@ class GradientProbe:
                     layer=self.layer,
                     max_length=self.max_length,
                     reference_model=reference,
+                    states=states if shared else None,
                 )
 
-            probes.append(ProbeObjective(pair, loss_on))
+            probes.append(ProbeObjective(pair, loss_on, retain_graph=shared))
         modules = [model] + [loss for loss, _, _ in self.objectives.values()]
         return gradient_probe(space, modules, task_loss_on, probes, step=step)
+
+    def _source_key(self, data: AlignmentData, k: int) -> tuple:
+        lo = k * self.batch_size
+        return tuple(tuple(words) for words in data.src_words[lo : lo + self.batch_size])

@@ -300,9 +300,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_one_clear_error_and_results_survive(
-    case, workspace, monkeypatch, runs_probe
-):
+def test_bad_input_is_one_clear_error_and_results_survive(case, workspace, monkeypatch, runs_probe):
     ws = workspace
     assert len(runs_probe.complete(ws.runs)) == 2
     try:

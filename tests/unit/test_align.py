@@ -7,6 +7,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
 from xlcore.align import (
+    _states_at,
     alignment_forward,
     argmax_align,
     batched_align,
@@ -292,6 +293,26 @@ def test_batched_extraction_equals_per_pair_reference(tokenizer, method):
     enc = encode_parallel(tokenizer, [pairs[5][0]], [pairs[5][1]], max_length)
     cut = {w for w, p in enumerate(enc.src_starts[0]) if p < 0}
     assert cut and not cut & {i for i, _ in got[5]}
+
+
+def test_extraction_runs_only_the_layers_up_to_the_extraction_layer(tokenizer):
+    model = tiny_model(tokenizer).eval()
+    enc = encode_parallel(
+        tokenizer, [["the", "cat"], ["a", "dog", "and", "a", "cat"]], [[]] * 2, 16
+    )
+    stack = list(model.encoder.layer)
+    ran = []
+    for i, module in enumerate(stack):
+        module.register_forward_hook(lambda *_, i=i: ran.append(i))
+    for layer in (0, 1, 2, -1):
+        ran.clear()
+        with torch.no_grad():
+            got = _states_at(model, enc.src, layer)
+        assert ran == list(range(layer % 3))  # layers above the extraction layer never run
+        with torch.no_grad():
+            full = model(**enc.src, output_hidden_states=True).hidden_states[layer]
+        assert torch.equal(got, full)  # bit-identical to the full pass
+        assert list(model.encoder.layer) == stack  # the stack is restored
 
 
 def test_alignment_forward_matches_a_hand_built_batch(tokenizer):

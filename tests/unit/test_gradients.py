@@ -11,6 +11,8 @@ from xlcore.analysis.gradients import (
     ALL_BUT_EMBEDDINGS,
     GradientSpace,
     ProbeObjective,
+    dot64,
+    group_gram,
     group_of,
     group_stats,
     probe,
@@ -76,6 +78,21 @@ def test_cosine_and_norms_equal_hand_computation():
     # "all" is the cosine of the whole flattened vectors
     whole = torch.cat([p.grad.reshape(-1) for n, p in model.named_parameters() if group_of(n)])
     assert stats[ALL][2] == pytest.approx(whole.norm().item(), rel=1e-6)
+
+
+def test_group_gram_equals_float64_dots_and_sums_layer_groups_into_aggregates():
+    space = GradientSpace.of(TinyEncoder())
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(space.size, generator=gen) for _ in range(3))
+    grams = group_gram(space, [a, b, c])
+    for group, (start, end) in space.groups.items():
+        for i, x in enumerate((a, b, c)):
+            for j, y in enumerate((a, b, c)):
+                want = float(torch.dot(x[start:end].double(), y[start:end].double()))
+                assert float(grams[group][i, j]) == pytest.approx(want, rel=1e-12, abs=1e-12)
+                assert float(grams[group][i, j]) == pytest.approx(dot64(x[start:end], y[start:end]))
+    layers = sum(grams[g] for g in space.layer_groups)
+    assert torch.equal(grams[ALL], layers)
 
 
 def test_orthogonal_and_identical_losses():

@@ -9,7 +9,14 @@ from xlcore.data import load_pos
 from xlcore.errors import TrainingError
 from xlcore.evaluate import collate, encode_pos
 from xlcore.paths import SAMPLE_ROOT
-from xlcore.train import FinetuneSettings, TaskModel, batch_at, finetune
+from xlcore.train import (
+    FinetuneSettings,
+    TaskModel,
+    _split_task_loss,
+    batch_at,
+    finetune,
+    length_pieces,
+)
 
 
 def test_batches_cover_each_epoch_once_and_are_reproducible():
@@ -182,6 +189,53 @@ def test_probing_does_not_change_training(tiny, tmp_path):
     assert plain["gradients"] == [] and {r["step"] for r in probed["gradients"]} == {0, 3, 6}
 
 
+def test_probe_runs_an_english_batch_shared_by_two_pairs_once_with_the_same_records(tiny):
+    import copy
+
+    from xlcore.align import build_alignment_loss
+    from xlcore.data import load_parallel
+    from xlcore.tokens import split_words
+    from xlcore.train import AlignmentData, GradientProbe
+
+    encoder, tok = copy.deepcopy(tiny[0]), tiny[1]
+    data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)
+    torch.manual_seed(0)
+    model = TaskModel(encoder, "pos", 17)
+    bitext = [(split_words(p.en), split_words(p.x)) for p in load_parallel("de", SAMPLE_ROOT)]
+    src, tgt = [s for s, _ in bitext], [t for _, t in bitext]
+    links = [[(0, 0), (1, 1)] for _ in bitext]
+    de = AlignmentData(src, tgt, links)
+    # a second "language": the same English side, another target side
+    xx = AlignmentData(src, [list(reversed(t)) for t in tgt], links)
+    torch.manual_seed(5)
+    losses = [build_alignment_loss("infonce_strong", encoder.config.hidden_size) for _ in "ab"]
+    batches = [collate(data[k : k + 2], tok.pad_token_id, "pos") for k in (0, 2)]
+
+    def probe_of(objectives):
+        return GradientProbe(
+            [0],
+            batches,
+            objectives,
+            tokenizer=tok,
+            layer=-1,
+            max_length=32,
+            batch_size=2,
+            device=torch.device("cpu"),
+        )
+
+    calls = []
+    encoder.register_forward_hook(lambda *_: calls.append(1))
+    together = probe_of({"en-de": (losses[0], de, None), "en-xx": (losses[1], xx, None)})(model, 0)
+    shared_calls = len(calls)
+    calls.clear()
+    alone = probe_of({"en-de": (losses[0], de, None)})(model, 0)
+    alone += probe_of({"en-xx": (losses[1], xx, None)})(model, 0)
+    assert together == alone  # bit for bit
+    # 2 task batches; en-de: 2 English + 2 German; en-xx: its 2 target batches only
+    assert (shared_calls, len(calls)) == (8, 12)
+    assert all(p.grad is None for p in model.parameters())
+
+
 @pytest.mark.parametrize("strategy", ["alternating", "pcgrad", "gradvac"])
 def test_strategies_train_both_objectives(tiny, tmp_path, strategy):
     _, tok = tiny
@@ -200,3 +254,79 @@ def test_length_grouped_batches_cover_each_epoch_once():
     spread = np.mean([np.ptp([lengths[i] for i in b]) for b in batches])
     plain = [batch_at(s, 203, 8, seed=2) for s in range(26)]
     assert spread < 0.5 * np.mean([np.ptp([lengths[i] for i in b]) for b in plain])
+
+
+def test_length_pieces_cover_the_batch_and_separate_short_from_long(monkeypatch):
+    import xlcore.train
+
+    lengths = [5, 60, 7, 58, 6, 61, 5, 59]
+    monkeypatch.setattr(xlcore.train.torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(xlcore.train, "CALL_COST_TOKENS", 1000)  # calls dearer than padding
+    assert length_pieces(lengths) == [[0, 6, 4, 2, 3, 7, 1, 5]]
+    monkeypatch.setattr(xlcore.train, "CALL_COST_TOKENS", 20)
+    pieces = length_pieces(lengths)
+    assert sorted(i for p in pieces for i in p) == list(range(8))
+    assert [sorted(lengths[i] for i in p) for p in pieces] == [[5, 5, 6, 7], [58, 59, 60, 61]]
+    assert length_pieces([10] * 6) == [list(range(6))]  # nothing to gain: one piece
+    assert length_pieces([]) == []
+
+
+@pytest.mark.parametrize("task", ["pos", "sib"])
+def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypatch):
+    import copy
+
+    import xlcore.train
+
+    monkeypatch.setattr(xlcore.train, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
+
+    from xlcore.data import load_sib
+    from xlcore.evaluate import encode_sib
+
+    encoder, tok = copy.deepcopy(tiny[0]), tiny[1]
+    if task == "pos":
+        data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)
+    else:
+        data = encode_sib(tok, load_sib("en", "train", SAMPLE_ROOT), 64)
+    by_length = sorted(data, key=lambda e: len(e["input_ids"]))
+    examples = by_length[:4] + by_length[-4:]  # short and long: worth splitting
+    batch = collate(examples, tok.pad_token_id, task)
+    assert len(length_pieces(batch["attention_mask"].sum(1).tolist())) > 1
+    torch.manual_seed(0)
+    n_labels = 17 if task == "pos" else 7
+    model = TaskModel(encoder, task, n_labels).eval()  # dropout off: deterministic losses
+    logits = model(batch["input_ids"], batch["attention_mask"])
+    padded = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, n_labels), batch["labels"].reshape(-1), ignore_index=-100
+    )
+    split = _split_task_loss(model, batch, torch.device("cpu"))
+    assert split.item() == pytest.approx(padded.item(), rel=1e-5)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for a, b in zip(
+        torch.autograd.grad(padded, params, allow_unused=True),
+        torch.autograd.grad(split, params, allow_unused=True),
+        strict=True,
+    ):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_piece_encoder_gives_the_padded_states_on_real_tokens(tiny, monkeypatch):
+    import copy
+
+    import xlcore.train
+    from xlcore.train import _PieceEncoder
+
+    monkeypatch.setattr(xlcore.train, "CALL_COST_TOKENS", 1)
+    encoder, tok = copy.deepcopy(tiny[0]).eval(), tiny[1]  # eval: no dropout draws
+    words = [["a"], ["the", "cat", "sat", "on", "the", "mat", "and", "the", "dog", "too"], ["b"]]
+    enc = tok(words, is_split_into_words=True, padding=True, return_tensors="pt")
+    mask = enc["attention_mask"].bool()
+    with torch.no_grad():
+        full = encoder(**enc, output_hidden_states=True).hidden_states
+        pieces = _PieceEncoder(encoder)(**enc).hidden_states
+    assert len(pieces) == len(full)
+    for a, b in zip(pieces, full, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a[mask], b[mask], rtol=1e-5, atol=1e-5)
+        assert not a[~mask].any()  # zeros on padding

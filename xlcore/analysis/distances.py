@@ -14,7 +14,7 @@ For one encoder (baseline, aligned or fine-tuned) and a set of en–X languages,
   forward and backward.
 
 Everything is batched (one forward pass per sentence with all hidden states), without
-gradients; sentences are sorted by length so batches carry little padding.
+gradients; sentences are sorted by token count so batches carry little padding.
 """
 
 from __future__ import annotations
@@ -79,6 +79,15 @@ def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
 
 
+def _token_lengths(tokenizer, texts: Sequence, max_length: int, **kwargs) -> list[int]:
+    """Tokens per text after truncation: batches of equal token length carry the least padding
+    (character or word counts are poor proxies, e.g. for Chinese)."""
+    if not texts:
+        return []
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, **kwargs)
+    return [len(ids) for ids in enc["input_ids"]]
+
+
 def _forward_all_layers(model: nn.Module, enc) -> torch.Tensor:
     device = next(model.parameters()).device
     inputs = {k: enc[k].to(device) for k in MODEL_INPUTS if k in enc}
@@ -100,7 +109,7 @@ def sentence_states(
     model.eval()
     pooled: list[torch.Tensor | None] = [None] * len(texts)
     try:
-        lengths = [len(t) for t in texts]
+        lengths = _token_lengths(tokenizer, texts, max_length)
         for idx in _batches(lengths, batch_size):
             enc = tokenizer(
                 [texts[i] for i in idx],
@@ -138,8 +147,10 @@ def word_states(
     model.eval()
     found: list[list[torch.Tensor | None]] = [[None] * len(w) for w in words]
     try:
-        for idx in _batches([len(s) for s in sentences], batch_size):
-            batch_words = [list(sentences[i]) for i in idx]
+        words_list = [list(s) for s in sentences]
+        lengths = _token_lengths(tokenizer, words_list, max_length, is_split_into_words=True)
+        for idx in _batches(lengths, batch_size):
+            batch_words = [words_list[i] for i in idx]
             enc = tokenizer(
                 batch_words,
                 is_split_into_words=True,

@@ -93,11 +93,13 @@ class GradientSpace:
     def flatten(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """Per-parameter gradients (None for unused) → one fp32 vector in this space's order."""
         device = self.params[0].device
-        out = torch.zeros(self.size, dtype=torch.float32, device=device)
+        out = torch.empty(self.size, dtype=torch.float32, device=device)
         offset = 0
         for p, g in zip(self.params, grads, strict=True):
             n = p.numel()
-            if g is not None:
+            if g is None:
+                out[offset : offset + n].zero_()
+            else:
                 out[offset : offset + n].copy_(g.reshape(-1))
             offset += n
         return out
@@ -123,7 +125,8 @@ def dot64(a: torch.Tensor, b: torch.Tensor) -> float:
     total = 0.0
     for start in range(0, a.numel(), _CHUNK):
         end = start + _CHUNK
-        total += float(torch.dot(a[start:end].double(), b[start:end].double()))
+        x = a[start:end].double()
+        total += float(torch.dot(x, x if b is a else b[start:end].double()))
     return total
 
 
@@ -133,11 +136,60 @@ def _cos_norms(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
     return cos, na, nb
 
 
+# Group statistics convert the fp32 vectors to float64 in chunks small enough to stay in a CPU
+# cache (on a GPU, kernel launches cost more than memory traffic, so chunks are large there).
+_CACHE_CHUNK = 1 << 16
+
+
+def group_gram(space: GradientSpace, vectors: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per group: the float64 Gram matrix ``G[i, j] = vectors[i] · vectors[j]``, (V, V) on CPU.
+
+    One pass over the vectors, chunk by chunk, without full-size float64 copies. An aggregate
+    group that the layer groups tile (``all``, ``all_but_embeddings``) is the sum of their
+    matrices, so each element is read once.
+    """
+    device = vectors[0].device
+    chunk = _CACHE_CHUNK if device.type == "cpu" else _CHUNK
+    n = len(vectors)
+
+    def gram(start: int, end: int) -> torch.Tensor:
+        acc = torch.zeros(n, n, dtype=torch.float64, device=device)
+        for lo in range(start, end, chunk):
+            x = torch.stack([v[lo : min(lo + chunk, end)] for v in vectors]).double()  # (V, c)
+            acc += x @ x.T
+        return acc.cpu()
+
+    grams = {g: gram(*space.groups[g]) for g in space.layer_groups}
+    for g, (start, end) in space.groups.items():
+        if g in grams:
+            continue
+        parts = sorted(
+            (space.groups[p], p)
+            for p in space.layer_groups
+            if start <= space.groups[p][0] and space.groups[p][1] <= end
+        )
+        bounds = [start] + [x for (lo, hi), _ in parts for x in (lo, hi)] + [end]
+        if all(bounds[i] == bounds[i + 1] for i in range(0, len(bounds), 2)):
+            grams[g] = sum((grams[p] for _, p in parts), torch.zeros(n, n, dtype=torch.float64))
+        else:  # the layer groups leave a gap: read the slice itself
+            grams[g] = gram(start, end)
+    return grams
+
+
+def _gram_stats(grams: dict[str, torch.Tensor], i: int, j: int) -> dict:
+    """Per group ``(cos(v_i, v_j), ‖v_i‖, ‖v_j‖)`` from Gram matrices; NaN cosine at a zero norm."""
+    out = {}
+    for g, m in grams.items():
+        na, nb = float(m[i, i]) ** 0.5, float(m[j, j]) ** 0.5
+        out[g] = (float(m[i, j]) / (na * nb) if na > 0 and nb > 0 else float("nan"), na, nb)
+    return out
+
+
 def group_stats(
     space: GradientSpace, a: torch.Tensor, b: torch.Tensor
 ) -> dict[str, tuple[float, float, float]]:
     """Per group: ``(cos(a, b), ‖a‖, ‖b‖)``; the cosine is NaN when either norm is zero."""
-    return {g: _cos_norms(space.view(a, g), space.view(b, g)) for g in space.groups}
+    return _gram_stats(group_gram(space, [a, b]), 0, 1)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -171,10 +223,15 @@ def probing(modules: Sequence[nn.Module]) -> Iterator[None]:
 
 @dataclass
 class ProbeObjective:
-    """One alignment objective to probe: a name (its pair) and two held-out loss closures."""
+    """One alignment objective to probe: a name (its pair) and two held-out loss closures.
+
+    ``retain_graph`` is for losses that share part of their autograd graph with another
+    objective's (the same English forward pass): their backward keeps that graph alive.
+    """
 
     pair: str
     loss_on: Callable[[int], torch.Tensor]  # probe batch index (0 or 1) → scalar loss
+    retain_graph: bool = False
 
 
 def probe(
@@ -193,16 +250,18 @@ def probe(
     At most three flat buffers are alive at a time.
     """
     records: list[dict] = []
+
+    def floors(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+        return {g: c for g, (c, _, _) in _gram_stats(group_gram(space, [a, b]), 0, 1).items()}
+
     with probing(modules):
         g_task = space.flat_grad(task_loss_on(0))
-        g_other = space.flat_grad(task_loss_on(1))
-        floor_task = {g: c for g, (c, _, _) in group_stats(space, g_task, g_other).items()}
-        del g_other
+        floor_task = floors(g_task, space.flat_grad(task_loss_on(1)))
         for obj in objectives:
-            g_align = space.flat_grad(obj.loss_on(0))
-            stats = group_stats(space, g_task, g_align)
-            g_other = space.flat_grad(obj.loss_on(1))
-            floor_align = {g: c for g, (c, _, _) in group_stats(space, g_align, g_other).items()}
+            g_align = space.flat_grad(obj.loss_on(0), retain_graph=obj.retain_graph)
+            stats = _gram_stats(group_gram(space, [g_task, g_align]), 0, 1)
+            g_other = space.flat_grad(obj.loss_on(1), retain_graph=obj.retain_graph)
+            floor_align = floors(g_align, g_other)
             del g_other, g_align
             for group, (cos, n_task, n_align) in stats.items():
                 records.append(
@@ -240,6 +299,7 @@ __all__ = [
     "cosine",
     "dot64",
     "group_of",
+    "group_gram",
     "group_stats",
     "probe",
     "probe_steps",
