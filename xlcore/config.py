@@ -78,6 +78,7 @@ class Config:
     # runtime
     trim_vocab: bool = False
     group_by_length: bool = True  # length-grouped training batches (less padding)
+    split_by_length: bool = False  # run each batch in length pieces (same loss, less padding)
     device: str = "auto"
     bf16: bool = False
 

@@ -448,6 +448,8 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     )
                 if regime == "gradvac":
                     spec["gradvac_beta"] = c.gradvac_beta
+                if c.split_by_length:  # recorded only when on: older runs keep their keys
+                    spec["split_by_length"] = True
                 probe_every = c.probe_interval(task)
                 if probe_every:
                     probe_pairs = c.pairs if regime == "baseline" else (pair,)
@@ -553,6 +555,7 @@ def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
             align_alpha=c.align_alpha,
             group_by_length=c.group_by_length,
             gradvac_beta=c.gradvac_beta,
+            split_by_length=c.split_by_length,
         )
         metrics = finetune(
             run,

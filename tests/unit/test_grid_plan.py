@@ -65,3 +65,13 @@ def test_probe_settings_change_finetune_keys(tmp_path):
     b = plan(make_config("smoke", {"probe_every": 0}), root=tmp_path)
     assert _paths(a, "finetune").isdisjoint(_paths(b, "finetune"))
     assert _paths(a, "align") == _paths(b, "align")
+
+
+def test_split_by_length_changes_finetune_keys_only_when_on(tmp_path):
+    a = plan(make_config("smoke"), root=tmp_path)
+    off = plan(make_config("smoke", {"split_by_length": False}), root=tmp_path)
+    on = plan(make_config("smoke", {"split_by_length": True}), root=tmp_path)
+    assert _paths(a, "finetune") == _paths(off, "finetune")
+    assert _paths(a, "finetune").isdisjoint(_paths(on, "finetune"))
+    assert _paths(a, "align") == _paths(on, "align")
+    assert all(s.run.spec["spec"]["split_by_length"] for s in on.steps if s.run.kind == "finetune")
