@@ -35,6 +35,18 @@ def set_style() -> None:
     plt.rcParams.update({"figure.figsize": (7.0, 4.2), "figure.dpi": 100, "savefig.dpi": 120})
 
 
+def glue_figure(name: str, fig) -> None:
+    """Glue ``fig`` under ``name`` for a ``{glue:figure}`` directive and close it.
+
+    Closing matters: the inline backend otherwise also shows every open pyplot figure under
+    the cell that made it, so the page would carry each figure twice.
+    """
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)
+
+
 def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing or frame.empty:

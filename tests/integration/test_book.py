@@ -241,9 +241,12 @@ def test_every_chapter_page_loads_with_its_figures_and_no_traceback(browser_page
         page.wait_for_load_state("networkidle")
         source = (root / "book" / f"{name}.md").read_text()
         expected = len(re.findall(r"^```\{glue:figure\}", source, flags=re.M))
-        images = page.locator("article img")
-        widths = [images.nth(i).evaluate("img => img.naturalWidth") for i in range(images.count())]
-        assert sum(w > 100 for w in widths) >= expected, (name, widths)
+        figures = page.locator("article figure img")
+        widths = [figures.nth(i).evaluate("img => img.naturalWidth") for i in range(expected)]
+        assert figures.count() == expected and all(w > 100 for w in widths), (name, widths)
+        # each figure once: not also under the code cell that glued it
+        sources = page.locator("article img").evaluate_all("imgs => imgs.map(i => i.src)")
+        assert len(sources) == len(set(sources)), (name, sources)
         outputs = page.locator(".cell_output").all_inner_texts()
         assert not [t for t in outputs if "Traceback" in t], name
         assert [e for e in errors if not e.startswith(KNOWN_PAGE_ERRORS)] == [], name

@@ -99,6 +99,19 @@ def gradient_summary(gradients: pd.DataFrame, group: str = "all_but_embeddings")
     )
 
 
+FLOOR_FACTOR = 3.0
+"""A task–align cosine counts as separable from noise when both same-loss floors are at
+least this many times its magnitude."""
+
+
+def difference_se(evaluations: pd.DataFrame, task: str) -> float:
+    """Standard error, in points, of the difference of two accuracies measured on ``task``'s
+    test sets (binomial, independent items; mean over the evaluated languages)."""
+    e = evaluations[(evaluations["task"] == task) & (evaluations["n"] > 0)]
+    p = e["accuracy"].to_numpy(dtype=float)
+    return float(np.mean(100 * np.sqrt(2 * p * (1 - p) / e["n"].to_numpy(dtype=float))))
+
+
 def _pts(x: float) -> str:
     return f"{x:+.1f}"
 
@@ -118,15 +131,22 @@ def guidelines(
         best = part["own_mean"].idxmax()
         row = part.loc[best]
         reliable = row["own_min"] > 0
+        se = difference_se(evaluations, task)
         out.append(
             f"{task.upper()}: the best way to combine alignment with fine-tuning here was "
             f"**{best}** ({_pts(row['own_mean'])} points on the aligned language on average, "
             f"from {_pts(row['own_min'])} to {_pts(row['own_max'])} over {int(row['pairs'])} "
             f"pair(s)); "
             + (
-                "it helped on every pair."
+                "it helped on every pair"
                 if reliable
-                else "it did not help on every pair, so do not expect a gain from alignment alone."
+                else "it did not help on every pair, so do not expect a gain from alignment alone"
+            )
+            + (
+                f". With these test sets one difference of accuracies has a standard error of "
+                f"about {se:.1f} points, so a mean change this small is within noise."
+                if abs(row["own_mean"]) < 2 * se
+                else "."
             )
         )
         costly = part[part["english_mean"] < -1.0]
@@ -141,11 +161,19 @@ def guidelines(
         base = gs[gs["regime"] == "baseline"]
         for _, r in base.iterrows():
             ratio = r["norm_ratio"]
+            separable = min(r["floor_task"], r["floor_align"]) >= FLOOR_FACTOR * r["abs_cos"]
             out.append(
                 f"{r['task'].upper()}: task and alignment gradients on the encoder (without "
                 f"embeddings) had mean |cos| {r['abs_cos']:.3f}, against a same-loss noise floor "
-                f"of {r['floor_task']:.3f} (task) and {r['floor_align']:.3f} (alignment); the "
-                f"alignment gradient was {ratio:.2g}× the task gradient's norm, so "
+                f"of {r['floor_task']:.3f} (task) and {r['floor_align']:.3f} (alignment); "
+                + (
+                    "near-orthogonal, well below what one loss shows on two batches; "
+                    if separable
+                    else f"a floor less than {FLOOR_FACTOR:g}× that cosine, so at this probe "
+                    "batch size near-orthogonality cannot be told apart from noise (raise "
+                    "`probe_batch_size`); "
+                )
+                + f"the alignment gradient was {ratio:.2g}× the task gradient's norm, so "
                 + (
                     "it dominates the shared update unless it is down-weighted."
                     if ratio > 1
