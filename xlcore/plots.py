@@ -141,10 +141,14 @@ def delta_scatter(points: pd.DataFrame, correlation: dict | None = None, *, x: s
     ax.axvline(0, color="0.5", lw=0.8)
     ax.set_xlabel("Δ distance measure (aligned − baseline)")
     ax.set_ylabel("Δ zero-shot accuracy (aligned − baseline)")
-    if correlation is not None:
+    if correlation is not None and np.isfinite(correlation["r"]):
         ax.set_title(
             f"{correlation['method']} r = {correlation['r']:.2f} "
             f"[{correlation['lo']:.2f}, {correlation['hi']:.2f}], n = {correlation['n']}"
+        )
+    elif correlation is not None:
+        ax.set_title(
+            f"no {correlation['method']} r: n = {correlation['n']} (needs 3 varying points)"
         )
     ax.legend(fontsize="small")
     fig.tight_layout()
