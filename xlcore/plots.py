@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from xlcore.analysis.relations import MIN_POINTS
 from xlcore.config import pair_lang
 
 REGIME_ORDER = ["baseline", "sequential", "joint", "alternating", "pcgrad", "gradvac"]
@@ -148,7 +149,8 @@ def delta_scatter(points: pd.DataFrame, correlation: dict | None = None, *, x: s
         )
     elif correlation is not None:
         ax.set_title(
-            f"no {correlation['method']} r: n = {correlation['n']} (needs 3 varying points)"
+            f"no {correlation['method']} r: n = {correlation['n']} "
+            f"(needs {MIN_POINTS} varying points)"
         )
     ax.legend(fontsize="small")
     fig.tight_layout()

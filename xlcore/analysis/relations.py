@@ -87,6 +87,9 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 _STATISTICS = {"spearman": _spearman, "pearson": _pearson}
 
+# Fewer points (or a constant variable) leave a correlation undefined.
+MIN_POINTS = 3
+
 
 def correlation(
     x: Sequence[float],
@@ -99,16 +102,17 @@ def correlation(
 ) -> dict:
     """Correlation coefficient with a paired bootstrap percentile interval.
 
-    Returns ``{"r", "lo", "hi", "n"}``; NaN where it is undefined (fewer than 3 points or a
-    constant variable). The point estimate equals :func:`scipy.stats.spearmanr` /
-    :func:`scipy.stats.pearsonr`; the resampling is :func:`scipy.stats.bootstrap` (vectorised).
+    Returns ``{"r", "lo", "hi", "n"}``; NaN where it is undefined (fewer than
+    :data:`MIN_POINTS` points or a constant variable). The point estimate equals
+    :func:`scipy.stats.spearmanr` / :func:`scipy.stats.pearsonr`; the resampling is
+    :func:`scipy.stats.bootstrap` (vectorised).
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n = len(x)
     nan = {"r": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": n}
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if n < MIN_POINTS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return nan
     fn = _STATISTICS[method]
     r = float(fn(x, y))
