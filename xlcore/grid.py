@@ -22,7 +22,7 @@ from xlcore import encoders, runs
 from xlcore.align import extract_word_pairs
 from xlcore.analysis import distances as xdist
 from xlcore.config import STRATEGY_REGIMES, Config, pair_lang
-from xlcore.device import resolve_device
+from xlcore.device import precision_name, resolve_device
 from xlcore.errors import ConfigError
 from xlcore.evaluate import encode_pos, encode_sib, evaluate, majority_baseline
 from xlcore.paths import SAMPLE_ROOT, runs_dir
@@ -369,6 +369,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
         "distance_limit": c.distance_limit,
         "distance_word_pairs": c.distance_word_pairs,
         "max_length": _DISTANCE_MAX_LENGTH,
+        "bf16": c.bf16,
     }
     dist_files = _checksums(
         source,
@@ -686,9 +687,13 @@ def _distances_fn(ctx, record: dict, load, heldout_runs: dict, langs: list[str])
             parallel=parallel,
             tatoeba=tatoeba,
             max_length=_DISTANCE_MAX_LENGTH,
+            bf16=c.bf16,
         )
         base = {"stage": None, "task": None, "regime": None, "pair": None, "seed": None}
-        return {"records": [{**base, **record, **r} for r in records]}
+        return {
+            "records": [{**base, **record, **r} for r in records],
+            "precision": precision_name(ctx.device, c.bf16),
+        }
 
     return fn
 

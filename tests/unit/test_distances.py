@@ -12,6 +12,7 @@ from xlcore.analysis.distances import (
     strong_retrieval_p1,
     word_states,
 )
+from xlcore.device import bf16_supported
 from xlcore.encoders import load
 
 
@@ -91,3 +92,28 @@ def test_measure_returns_every_metric_per_layer(tiny):
     assert all(r["lang"] == "de" for r in records)
     assert {r["n"] for r in word} == {5}
     assert pairs.limited(3).links == [[(0, 0), (1, 1), (2, 2)]]
+
+
+def test_bf16_states_use_autocast_only_where_native(tiny):
+    model, tok = tiny
+    texts = ["a short one", "a much longer sentence with many more words in it"]
+    fp32 = sentence_states(model, tok, texts)
+    bf16 = sentence_states(model, tok, texts, bf16=True)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    if bf16_supported(torch.device("cpu")):
+        assert (bf16 - fp32).abs().max() > 1e-6  # computed in bf16
+        cos = torch.nn.functional.cosine_similarity(bf16, fp32, dim=-1)
+        assert cos.min() > 0.99
+    else:
+        assert torch.equal(bf16, fp32)  # emulated bf16 is never used
+
+
+def test_sentence_states_are_masked_means_of_each_layer(tiny):
+    model, tok = tiny
+    texts = ["one two three four five six", "short"]
+    states = sentence_states(model, tok, texts, batch_size=2)
+    enc = tok(texts[1:], return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc, output_hidden_states=True).hidden_states
+    expected = torch.stack([h[0].mean(0) for h in hidden])
+    assert torch.allclose(states[:, 1], expected, atol=1e-5)

@@ -14,7 +14,10 @@ For one encoder (baseline, aligned or fine-tuned) and a set of en–X languages,
   forward and backward.
 
 Everything is batched (one forward pass per sentence with all hidden states), without
-gradients; sentences are sorted by token count so batches carry little padding.
+gradients; sentences are sorted by token count so batches carry little padding. With ``bf16``
+the forward passes run under bf16 autocast where it is native (:func:`xlcore.device.autocast`),
+as evaluation does; pooled states then differ from fp32 by about 0.3 % of their norm, which moves
+mean cosines by about 1e-4 (``benchmarks/bench_distances.py`` prints both).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xlcore.align import MODEL_INPUTS
+from xlcore.device import autocast
 from xlcore.tokens import BARE_PIECE, word_start_index
 
 WORD_METRICS = (
@@ -88,11 +92,12 @@ def _token_lengths(tokenizer, texts: Sequence, max_length: int, **kwargs) -> lis
     return [len(ids) for ids in enc["input_ids"]]
 
 
-def _forward_all_layers(model: nn.Module, enc) -> torch.Tensor:
+def _hidden_states(model: nn.Module, enc, bf16: bool = False) -> tuple[torch.Tensor, ...]:
+    """The embedding output and every layer's output, each (B, T, H)."""
     device = next(model.parameters()).device
     inputs = {k: enc[k].to(device) for k in MODEL_INPUTS if k in enc}
-    out = model(**inputs, output_hidden_states=True)
-    return torch.stack(out.hidden_states).float()  # (L+1, B, T, H)
+    with autocast(device, bf16):
+        return model(**inputs, output_hidden_states=True).hidden_states
 
 
 @torch.no_grad()
@@ -103,8 +108,10 @@ def sentence_states(
     *,
     max_length: int = 128,
     batch_size: int = 32,
+    bf16: bool = False,
 ) -> torch.Tensor:
-    """Mean-pooled states of ``texts`` at every layer: (L+1, N, H), on the CPU."""
+    """Mean-pooled states of ``texts`` at every layer: (L+1, N, H), on the CPU, in fp32
+    (computed under bf16 autocast when ``bf16`` and native)."""
     was_training = model.training
     model.eval()
     pooled: list[torch.Tensor | None] = [None] * len(texts)
@@ -118,9 +125,12 @@ def sentence_states(
                 max_length=max_length,
                 return_tensors="pt",
             )
-            hidden = _forward_all_layers(model, enc)
-            mask = enc["attention_mask"].to(hidden.device, hidden.dtype)[None, :, :, None]
-            means = (hidden * mask).sum(2) / mask.sum(2).clamp_min(1.0)  # (L+1, B, H)
+            layers = _hidden_states(model, enc, bf16)
+            mask = enc["attention_mask"].to(layers[0].device, torch.float32)  # (B, T)
+            counts = mask.sum(1, keepdim=True).clamp_min(1.0)
+            # pooled one layer at a time: no (L+1, B, T, H) copy of the states
+            sums = [torch.einsum("bt,bth->bh", mask, h.float()) for h in layers]
+            means = torch.stack(sums) / counts  # (L+1, B, H)
             for row, i in enumerate(idx):
                 pooled[i] = means[:, row].cpu()
     finally:
@@ -137,6 +147,7 @@ def word_states(
     *,
     max_length: int = 128,
     batch_size: int = 32,
+    bf16: bool = False,
 ) -> tuple[torch.Tensor, list[list[bool]]]:
     """First-sub-word states of the requested words at every layer.
 
@@ -159,7 +170,7 @@ def word_states(
                 max_length=max_length,
                 return_tensors="pt",
             )
-            hidden = _forward_all_layers(model, enc)
+            hidden = torch.stack(_hidden_states(model, enc, bf16)).float()  # (L+1, B, T, H)
             for row, i in enumerate(idx):
                 tokens = enc.tokens(row)
                 starts = word_start_index(enc.word_ids(row), tokens, len(sentences[i]))
@@ -205,7 +216,9 @@ class WordPairSet:
         return WordPairSet(src, tgt, links)
 
 
-def word_measures(model, tokenizer, pairs: WordPairSet, *, max_length: int = 128) -> list[dict]:
+def word_measures(
+    model, tokenizer, pairs: WordPairSet, *, max_length: int = 128, bf16: bool = False
+) -> list[dict]:
     """Per layer: :data:`WORD_METRICS` on the word pairs of ``pairs``."""
     src_vecs, src_kept = word_states(
         model,
@@ -213,6 +226,7 @@ def word_measures(model, tokenizer, pairs: WordPairSet, *, max_length: int = 128
         pairs.src,
         [[i for i, _ in ln] for ln in pairs.links],
         max_length=max_length,
+        bf16=bf16,
     )
     tgt_vecs, tgt_kept = word_states(
         model,
@@ -220,6 +234,7 @@ def word_measures(model, tokenizer, pairs: WordPairSet, *, max_length: int = 128
         pairs.tgt,
         [[j for _, j in ln] for ln in pairs.links],
         max_length=max_length,
+        bf16=bf16,
     )
     # Keep the pairs whose two words both survived truncation.
     keep_src, keep_tgt, s_row, t_row = [], [], 0, 0
@@ -285,6 +300,7 @@ def measure(
     parallel: dict[str, tuple[list[str], list[str]]],
     tatoeba: dict[str, tuple[list[str], list[str]]],
     max_length: int = 128,
+    bf16: bool = False,
 ) -> list[dict]:
     """All distance records of one encoder: one row per language, layer, level and metric.
 
@@ -295,14 +311,17 @@ def measure(
     for lang, pairs in word_pairs.items():
         records.extend(
             {"lang": lang, **r}
-            for r in word_measures(model, tokenizer, pairs, max_length=max_length)
+            for r in word_measures(model, tokenizer, pairs, max_length=max_length, bf16=bf16)
         )
     english_cache: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def pooled(texts: list[str]) -> torch.Tensor:
+        return sentence_states(model, tokenizer, texts, max_length=max_length, bf16=bf16)
 
     def states(texts: list[str]) -> torch.Tensor:
         key = tuple(texts)
         if key not in english_cache:
-            english_cache[key] = sentence_states(model, tokenizer, texts, max_length=max_length)
+            english_cache[key] = pooled(texts)
         return english_cache[key]
 
     for lang in dict.fromkeys([*parallel, *tatoeba]):
@@ -311,11 +330,10 @@ def measure(
         if en_x is None:
             continue
         en_states = states(en_x[0])
-        x_states = sentence_states(model, tokenizer, en_x[1], max_length=max_length)
+        x_states = pooled(en_x[1])
         t_en = t_x = None
         if tat is not None:
-            t_en = sentence_states(model, tokenizer, tat[0], max_length=max_length)
-            t_x = sentence_states(model, tokenizer, tat[1], max_length=max_length)
+            t_en, t_x = pooled(tat[0]), pooled(tat[1])
         records.extend(
             {"lang": lang, **r} for r in sentence_measures(en_states, x_states, t_en, t_x)
         )
