@@ -31,14 +31,13 @@ from xlcore.device import autocast, bf16_supported
 
 @torch.no_grad()
 def per_sentence(model, tok, texts, max_length, bf16=False):
-    device = next(model.parameters()).device
     out = []
-    for text in texts:
-        enc = tok(text, truncation=True, max_length=max_length, return_tensors="pt")
-        with autocast(device, bf16):
+    with autocast(next(model.parameters()).device, bf16):
+        for text in texts:
+            enc = tok(text, truncation=True, max_length=max_length, return_tensors="pt")
             hidden = model(**enc, output_hidden_states=True).hidden_states
-        hidden = torch.stack(hidden).float()  # (L+1, 1, T, H)
-        out.append(hidden.mean(dim=2)[:, 0])
+            hidden = torch.stack(hidden).float()  # (L+1, 1, T, H)
+            out.append(hidden.mean(dim=2)[:, 0])
     return torch.stack(out, dim=1)
 
 

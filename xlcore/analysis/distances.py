@@ -92,12 +92,17 @@ def _token_lengths(tokenizer, texts: Sequence, max_length: int, **kwargs) -> lis
     return [len(ids) for ids in enc["input_ids"]]
 
 
-def _hidden_states(model: nn.Module, enc, bf16: bool = False) -> tuple[torch.Tensor, ...]:
+def _hidden_states(model: nn.Module, enc) -> tuple[torch.Tensor, ...]:
     """The embedding output and every layer's output, each (B, T, H)."""
     device = next(model.parameters()).device
     inputs = {k: enc[k].to(device) for k in MODEL_INPUTS if k in enc}
-    with autocast(device, bf16):
-        return model(**inputs, output_hidden_states=True).hidden_states
+    return model(**inputs, output_hidden_states=True).hidden_states
+
+
+def _precision(model: nn.Module, bf16: bool) -> torch.autocast:
+    """One autocast context for all batches of a call: autocast then casts each weight to bf16
+    once per call instead of once per batch."""
+    return autocast(next(model.parameters()).device, bf16)
 
 
 @torch.no_grad()
@@ -116,23 +121,23 @@ def sentence_states(
     model.eval()
     pooled: list[torch.Tensor | None] = [None] * len(texts)
     try:
-        lengths = _token_lengths(tokenizer, texts, max_length)
-        for idx in _batches(lengths, batch_size):
-            enc = tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            layers = _hidden_states(model, enc, bf16)
-            mask = enc["attention_mask"].to(layers[0].device, torch.float32)  # (B, T)
-            counts = mask.sum(1, keepdim=True).clamp_min(1.0)
-            # pooled one layer at a time: no (L+1, B, T, H) copy of the states
-            sums = [torch.einsum("bt,bth->bh", mask, h.float()) for h in layers]
-            means = torch.stack(sums) / counts  # (L+1, B, H)
-            for row, i in enumerate(idx):
-                pooled[i] = means[:, row].cpu()
+        with _precision(model, bf16):
+            lengths = _token_lengths(tokenizer, texts, max_length)
+            for idx in _batches(lengths, batch_size):
+                enc = tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                )
+                layers = _hidden_states(model, enc)
+                mask = enc["attention_mask"].to(layers[0].device, torch.float32)[:, :, None]
+                counts = mask.sum(1).clamp_min(1.0)  # (B, 1)
+                # pooled in fp32 one layer at a time: no (L+1, B, T, H) copy of the states
+                means = torch.stack([(h.float() * mask).sum(1) for h in layers]) / counts
+                for row, i in enumerate(idx):
+                    pooled[i] = means[:, row].cpu()
     finally:
         model.train(was_training)
     return torch.stack(pooled, dim=1)
@@ -158,26 +163,27 @@ def word_states(
     model.eval()
     found: list[list[torch.Tensor | None]] = [[None] * len(w) for w in words]
     try:
-        words_list = [list(s) for s in sentences]
-        lengths = _token_lengths(tokenizer, words_list, max_length, is_split_into_words=True)
-        for idx in _batches(lengths, batch_size):
-            batch_words = [words_list[i] for i in idx]
-            enc = tokenizer(
-                batch_words,
-                is_split_into_words=True,
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            hidden = torch.stack(_hidden_states(model, enc, bf16)).float()  # (L+1, B, T, H)
-            for row, i in enumerate(idx):
-                tokens = enc.tokens(row)
-                starts = word_start_index(enc.word_ids(row), tokens, len(sentences[i]))
-                for k, w in enumerate(words[i]):
-                    pos = starts[w] if w < len(starts) else -1
-                    if pos >= 0 and tokens[pos] != BARE_PIECE:
-                        found[i][k] = hidden[:, row, pos].cpu()
+        with _precision(model, bf16):
+            words_list = [list(s) for s in sentences]
+            lengths = _token_lengths(tokenizer, words_list, max_length, is_split_into_words=True)
+            for idx in _batches(lengths, batch_size):
+                batch_words = [words_list[i] for i in idx]
+                enc = tokenizer(
+                    batch_words,
+                    is_split_into_words=True,
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                )
+                hidden = torch.stack(_hidden_states(model, enc)).float()  # (L+1, B, T, H)
+                for row, i in enumerate(idx):
+                    tokens = enc.tokens(row)
+                    starts = word_start_index(enc.word_ids(row), tokens, len(sentences[i]))
+                    for k, w in enumerate(words[i]):
+                        pos = starts[w] if w < len(starts) else -1
+                        if pos >= 0 and tokens[pos] != BARE_PIECE:
+                            found[i][k] = hidden[:, row, pos].cpu()
     finally:
         model.train(was_training)
     kept = [[v is not None for v in sent] for sent in found]
