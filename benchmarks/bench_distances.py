@@ -3,9 +3,9 @@
 Baseline: what a user would write first: for each sentence, tokenise it, run the encoder in fp32
 with ``output_hidden_states=True`` and mean-pool every layer. Ours:
 :func:`xlcore.analysis.distances.sentence_states` (length-sorted batches, one pass per batch) at
-the grid's precision: bf16 autocast where native (``--bf16``, the default on the mini and paper
-profiles) else fp32. Both are also timed at the other precision, so the line "same precision"
-separates what batching gains from what bf16 gains.
+the grid's precision: bf16 autocast where native (the mini and paper profiles set ``bf16``),
+else fp32. Both are also timed at the other precision, so the line "same precision" separates
+what batching gains from what bf16 gains; ``--fp32`` times fp32 only.
 
 Before any ratio is printed: the fp32 batched states equal the loop's (atol 1e-3), and the bf16
 states have cosine ≥ 0.999 with the fp32 ones for every sentence and layer. Every path is run

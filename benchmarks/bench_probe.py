@@ -57,8 +57,6 @@ def main() -> None:
     if any("=" not in item for item in args.set):
         parser.error("--set takes KEY=VALUE, e.g. --set pos_max_steps=400")
     overrides = dict(item.split("=", 1) for item in args.set)
-    if "probe_every" in overrides and overrides["probe_every"] in ("0", 0):
-        raise SystemExit("--set probe_every=0 turns probing off in both runs; nothing to compare")
     common = {**overrides, "tasks": [args.task], "regimes": [args.regime], "tgt_langs": ["de"]}
     if args.regime != "baseline":
         common["regimes"] = (
@@ -66,6 +64,8 @@ def main() -> None:
         )
     with tempfile.TemporaryDirectory() as tmp:
         probed_cfg = make_config(args.profile, common)
+        if probed_cfg.probe_interval(args.task) == 0:
+            raise SystemExit("these settings turn probing off in both runs; nothing to compare")
         plain_cfg = make_config(args.profile, {**common, "probe_every": 0})
         # the same dependencies for both: compute them once in a shared root
         t_plain, c_plain, m_plain = finetune_seconds(plain_cfg, Path(tmp))
