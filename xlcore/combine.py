@@ -20,29 +20,37 @@ import math
 
 import torch
 
-from xlcore.analysis.gradients import GradientSpace, dot64
+from xlcore.analysis.gradients import GradientSpace, gram64
 
 
-def pcgrad(g_task: torch.Tensor, g_align: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """``(combined gradient, conflicted)`` for one task and one alignment gradient."""
-    dot = dot64(g_task, g_align)
-    norm2 = dot64(g_align, g_align)
+def pcgrad(
+    g_task: torch.Tensor, g_align: torch.Tensor, gram: torch.Tensor | None = None
+) -> tuple[torch.Tensor, bool]:
+    """``(combined gradient, conflicted)`` for one task and one alignment gradient.
+
+    ``gram`` is their float64 Gram matrix ``[[t·t, t·a], [a·t, a·a]]`` when the caller already
+    has it (:func:`xlcore.analysis.gradients.group_gram`); otherwise it is computed here.
+    """
+    gram = gram64([g_task, g_align]) if gram is None else gram
+    dot, norm2 = float(gram[0, 1]), float(gram[1, 1])
     if dot < 0 and norm2 > 0:
         return g_task.add(g_align, alpha=1 - dot / norm2), True
     return g_task + g_align, False
 
 
 def gradvac_adjust(
-    g_task: torch.Tensor, g_align: torch.Tensor, target: float
+    g_task: torch.Tensor, g_align: torch.Tensor, target: float, gram: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, float]:
     """Move ``g_task`` so that its cosine with ``g_align`` becomes ``target`` when it is lower.
 
     Returns the adjusted task gradient and the cosine before adjustment (NaN if a norm is 0).
+    ``gram`` as in :func:`pcgrad`.
     """
-    nt, na = dot64(g_task, g_task) ** 0.5, dot64(g_align, g_align) ** 0.5
+    gram = gram64([g_task, g_align]) if gram is None else gram
+    nt, na = float(gram[0, 0]) ** 0.5, float(gram[1, 1]) ** 0.5
     if nt == 0 or na == 0:
         return g_task, float("nan")
-    phi = dot64(g_task, g_align) / (nt * na)
+    phi = float(gram[0, 1]) / (nt * na)
     if phi >= target:
         return g_task, phi
     phi = max(min(phi, 1.0), -1.0)
@@ -69,13 +77,24 @@ class GradVac:
         self.beta = beta
         self.targets = {g: 0.0 for g in space.layer_groups}
 
-    def __call__(self, g_task: torch.Tensor, g_align: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The combined gradient (adjusted task + alignment) and the per-group cosines before."""
+    def __call__(
+        self, g_task: torch.Tensor, g_align: torch.Tensor, grams: dict | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """The combined gradient (adjusted task + alignment) and the per-group cosines before.
+
+        ``grams``: the per-group Gram matrices of ``[g_task, g_align]``
+        (:func:`xlcore.analysis.gradients.group_gram`) when the caller already has them.
+        """
         adjusted = g_task.clone()
         before = {}
         for group in self.space.layer_groups:
             start, end = self.space.groups[group]
-            new, phi = gradvac_adjust(g_task[start:end], g_align[start:end], self.targets[group])
+            new, phi = gradvac_adjust(
+                g_task[start:end],
+                g_align[start:end],
+                self.targets[group],
+                gram=None if grams is None else grams[group],
+            )
             adjusted[start:end] = new
             before[group] = phi
             if not math.isnan(phi):

@@ -23,7 +23,13 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from xlcore.align import AlignmentLoss, alignment_forward, build_alignment_loss
-from xlcore.analysis.gradients import GradientSpace, ProbeObjective, cosine
+from xlcore.analysis.gradients import (
+    ALL,
+    GradientSpace,
+    ProbeObjective,
+    cos_norms,
+    group_gram,
+)
 from xlcore.analysis.gradients import probe as gradient_probe
 from xlcore.combine import GradVac, pcgrad
 from xlcore.device import autocast, precision_name
@@ -385,6 +391,7 @@ def finetune(
     surgery = objective is not None and strategy in ("pcgrad", "gradvac")
     space = GradientSpace.of(model.encoder) if surgery else None
     vaccine = GradVac(space, s.gradvac_beta) if strategy == "gradvac" and surgery else None
+    buffers = (space.buffer(), space.buffer()) if surgery else None
     task = model.task
     best_path = run.path / "model.pt"
     start, log, best, gradients = 0, [], {"dev": -1.0, "step": -1}, []
@@ -435,7 +442,9 @@ def finetune(
                 _check_finite(align_loss, step, "alignment")
                 entry["align_loss"] = align_loss.item()
         if surgery:
-            entry.update(_combine(space, vaccine, model, objective, task_loss, align_loss, s))
+            entry.update(
+                _combine(space, vaccine, model, objective, task_loss, align_loss, s, buffers)
+            )
         elif align_loss is not None:
             (task_loss + s.align_alpha * align_loss).backward()
         else:
@@ -513,20 +522,26 @@ def _split_task_loss(model: TaskModel, batch: dict, device: torch.device) -> tor
     return total / count
 
 
-def _combine(space, vaccine, model, objective, task_loss, align_loss, s) -> dict:
-    """Per-objective gradients → PCGrad or GradVac on the encoder → ``.grad``; log entries."""
+def _combine(space, vaccine, model, objective, task_loss, align_loss, s, buffers) -> dict:
+    """Per-objective gradients → PCGrad or GradVac on the encoder → ``.grad``; log entries.
+
+    ``buffers``: two of ``space``'s flat buffers, reused from step to step. All products come
+    from one float64 pass over both gradients (:func:`group_gram`).
+    """
     head = [p for p in model.head.parameters() if p.requires_grad]
     proj = [p for p in objective.loss.parameters() if p.requires_grad]
     n = len(space.params)
     gt = torch.autograd.grad(task_loss, space.params + head, allow_unused=True)
     ga = torch.autograd.grad(s.align_alpha * align_loss, space.params + proj, allow_unused=True)
-    g_task, g_align = space.flatten(list(gt[:n])), space.flatten(list(ga[:n]))
-    info = {"grad_cos": cosine(g_task, g_align)}
+    g_task = space.flatten(list(gt[:n]), out=buffers[0])
+    g_align = space.flatten(list(ga[:n]), out=buffers[1])
+    grams = group_gram(space, [g_task, g_align])
+    info = {"grad_cos": cos_norms(grams[ALL])[0]}
     if vaccine is None:
-        combined, conflicted = pcgrad(g_task, g_align)
+        combined, conflicted = pcgrad(g_task, g_align, gram=grams[ALL])
         info["conflict"] = conflicted
     else:
-        combined, _ = vaccine(g_task, g_align)
+        combined, _ = vaccine(g_task, g_align, grams=grams)
     space.unflatten_into_grad(combined)
     for p, g in zip(head + proj, [*gt[n:], *ga[n:]], strict=True):
         p.grad = None if g is None else g.detach()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from xlcore.analysis.gradients import GradientSpace, cosine
+from xlcore.analysis.gradients import GradientSpace, cosine, gram64, group_gram
 from xlcore.combine import GradVac, gradvac_adjust, pcgrad
 
 
@@ -69,3 +69,26 @@ def test_gradvac_layerwise_ema_targets():
     with pytest.raises(ValueError):
         GradVac(space, beta=0)
     assert not math.isnan(sum(vac.targets.values()))
+
+
+def test_surgery_with_a_precomputed_gram_equals_computing_it():
+    model = nn.Module()
+    model.embeddings = nn.Linear(3, 3)
+    model.encoder = nn.Module()
+    model.encoder.layer = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
+    space = GradientSpace.of(model)
+    torch.manual_seed(2)
+    g_align = torch.randn(space.size)
+    g_task = -0.7 * g_align + torch.randn(space.size)
+    grams = group_gram(space, [g_task, g_align])
+    assert torch.allclose(grams["all"], gram64([g_task, g_align]), rtol=1e-12)
+    plain, conflicted = pcgrad(g_task, g_align)
+    given, conflicted_given = pcgrad(g_task, g_align, gram=grams["all"])
+    assert conflicted and conflicted_given
+    assert torch.allclose(plain, given, rtol=1e-6, atol=1e-7)
+    vac_plain, vac_given = GradVac(space, beta=0.5), GradVac(space, beta=0.5)
+    a, before_a = vac_plain(g_task, g_align)
+    b, before_b = vac_given(g_task, g_align, grams=grams)
+    assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert before_a == pytest.approx(before_b, rel=1e-12)
+    assert vac_plain.targets == pytest.approx(vac_given.targets, rel=1e-12)

@@ -95,6 +95,33 @@ def test_group_gram_equals_float64_dots_and_sums_layer_groups_into_aggregates():
     assert torch.equal(grams[ALL], layers)
 
 
+def test_gram64_crosses_chunk_boundaries(monkeypatch):
+    import xlcore.analysis.gradients as gradients
+
+    monkeypatch.setattr(gradients, "_CACHE_CHUNK", 7)  # many chunks, a ragged last one
+    gen = torch.Generator().manual_seed(3)
+    a, b = torch.randn(100, generator=gen), torch.randn(100, generator=gen)
+    want = torch.stack([a, b]).double() @ torch.stack([a, b]).double().T
+    assert torch.allclose(gradients.gram64([a, b]), want, rtol=1e-12, atol=1e-12)
+    assert gradients.gram64([a, b], 10, 55)[0, 1].item() == pytest.approx(
+        float(torch.dot(a[10:55].double(), b[10:55].double())), rel=1e-12
+    )
+    assert dot64(a, a) == pytest.approx(float(want[0, 0]), rel=1e-12)
+
+
+def test_flatten_into_a_reused_buffer_equals_a_fresh_one():
+    model = TinyEncoder()
+    space = GradientSpace.of(model)
+    x = torch.randn(5, 3)
+    buf = space.buffer()
+    buf.fill_(float("nan"))  # stale contents must be overwritten everywhere
+    out = space.flat_grad(model(x).pow(2).sum(), out=buf)
+    assert out is buf
+    assert torch.equal(out, space.flat_grad(model(x).pow(2).sum()))
+    with pytest.raises(ValueError, match="fp32 vector"):
+        space.flatten([p.grad for p in space.params], out=torch.empty(space.size + 1))
+
+
 def test_orthogonal_and_identical_losses():
     # One parameter vector w; loss1 depends on w[:2], loss2 on w[2:]: orthogonal gradients.
     model = TinyEncoder()

@@ -85,15 +85,30 @@ class GradientSpace:
         """Embeddings and each layer, in depth order (no aggregates)."""
         return [g for g in self.groups if g not in (ALL, ALL_BUT_EMBEDDINGS)]
 
-    def flat_grad(self, loss: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:
-        """∇loss with respect to the shared parameters as one fp32 vector (zeros where unused)."""
+    def flat_grad(
+        self, loss: torch.Tensor, retain_graph: bool = False, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """∇loss with respect to the shared parameters as one fp32 vector (zeros where unused),
+        written into ``out`` when given (see :meth:`flatten`)."""
         grads = torch.autograd.grad(loss, self.params, retain_graph=retain_graph, allow_unused=True)
-        return self.flatten(grads)
+        return self.flatten(grads, out=out)
 
-    def flatten(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
-        """Per-parameter gradients (None for unused) → one fp32 vector in this space's order."""
-        device = self.params[0].device
-        out = torch.empty(self.size, dtype=torch.float32, device=device)
+    def buffer(self) -> torch.Tensor:
+        """An uninitialised fp32 vector of this space's size, for ``out=``."""
+        return torch.empty(self.size, dtype=torch.float32, device=self.params[0].device)
+
+    def flatten(
+        self, grads: Sequence[torch.Tensor | None], out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-parameter gradients (None for unused) → one fp32 vector in this space's order.
+
+        ``out`` (from :meth:`buffer`) is overwritten and returned: reusing a buffer spares the
+        fresh pages of a new one, which cost about five times the copy itself on a CPU.
+        """
+        if out is None:
+            out = self.buffer()
+        elif out.shape != (self.size,) or out.dtype != torch.float32:
+            raise ValueError(f"out must be an fp32 vector of {self.size} elements")
         offset = 0
         for p, g in zip(self.params, grads, strict=True):
             n = p.numel()
@@ -117,49 +132,47 @@ class GradientSpace:
         return flat[start:end]
 
 
-_CHUNK = 1 << 22  # elements per float64 chunk: bounded extra memory for any model size
+_CHUNK = 1 << 22  # elements per float64 chunk on a GPU: bounded extra memory for any model size
+# On a CPU, chunks small enough to stay in cache: converting 4M-element chunks to float64 cost
+# about 8x more per element (fresh pages for every chunk) than these. On a GPU kernel launches
+# cost more than memory traffic, so chunks are large there.
+_CACHE_CHUNK = 1 << 16
+
+
+def gram64(vectors: Sequence[torch.Tensor], start: int = 0, end: int | None = None) -> torch.Tensor:
+    """The float64 Gram matrix ``G[i, j] = vectors[i][start:end] · vectors[j][start:end]``,
+    (V, V) on CPU, in one pass over the vectors, chunk by chunk (no full-size float64 copies)."""
+    device = vectors[0].device
+    end = vectors[0].numel() if end is None else end
+    chunk = _CACHE_CHUNK if device.type == "cpu" else _CHUNK
+    n = len(vectors)
+    acc = torch.zeros(n, n, dtype=torch.float64, device=device)
+    for lo in range(start, end, chunk):
+        x = torch.stack([v[lo : min(lo + chunk, end)] for v in vectors]).double()  # (V, c)
+        acc += x @ x.T
+    return acc.cpu()
 
 
 def dot64(a: torch.Tensor, b: torch.Tensor) -> float:
     """``a · b`` accumulated in float64, chunk by chunk (no full-size float64 copies)."""
-    total = 0.0
-    for start in range(0, a.numel(), _CHUNK):
-        end = start + _CHUNK
-        x = a[start:end].double()
-        total += float(torch.dot(x, x if b is a else b[start:end].double()))
-    return total
+    return float(gram64([a] if b is a else [a, b])[0, -1])
 
 
-def _cos_norms(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float, float]:
-    na, nb = dot64(a, a) ** 0.5, dot64(b, b) ** 0.5
-    cos = dot64(a, b) / (na * nb) if na > 0 and nb > 0 else float("nan")
-    return cos, na, nb
-
-
-# Group statistics convert the fp32 vectors to float64 in chunks small enough to stay in a CPU
-# cache (on a GPU, kernel launches cost more than memory traffic, so chunks are large there).
-_CACHE_CHUNK = 1 << 16
+def cos_norms(gram: torch.Tensor, i: int = 0, j: int = 1) -> tuple[float, float, float]:
+    """``(cos(v_i, v_j), ‖v_i‖, ‖v_j‖)`` from a Gram matrix; NaN cosine at a zero norm."""
+    na, nb = float(gram[i, i]) ** 0.5, float(gram[j, j]) ** 0.5
+    return (float(gram[i, j]) / (na * nb) if na > 0 and nb > 0 else float("nan"), na, nb)
 
 
 def group_gram(space: GradientSpace, vectors: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per group: the float64 Gram matrix ``G[i, j] = vectors[i] · vectors[j]``, (V, V) on CPU.
 
-    One pass over the vectors, chunk by chunk, without full-size float64 copies. An aggregate
-    group that the layer groups tile (``all``, ``all_but_embeddings``) is the sum of their
-    matrices, so each element is read once.
+    One pass over the vectors (:func:`gram64` per layer group). An aggregate group that the
+    layer groups tile (``all``, ``all_but_embeddings``) is the sum of their matrices, so each
+    element is read once.
     """
-    device = vectors[0].device
-    chunk = _CACHE_CHUNK if device.type == "cpu" else _CHUNK
     n = len(vectors)
-
-    def gram(start: int, end: int) -> torch.Tensor:
-        acc = torch.zeros(n, n, dtype=torch.float64, device=device)
-        for lo in range(start, end, chunk):
-            x = torch.stack([v[lo : min(lo + chunk, end)] for v in vectors]).double()  # (V, c)
-            acc += x @ x.T
-        return acc.cpu()
-
-    grams = {g: gram(*space.groups[g]) for g in space.layer_groups}
+    grams = {g: gram64(vectors, *space.groups[g]) for g in space.layer_groups}
     for g, (start, end) in space.groups.items():
         if g in grams:
             continue
@@ -172,17 +185,13 @@ def group_gram(space: GradientSpace, vectors: Sequence[torch.Tensor]) -> dict[st
         if all(bounds[i] == bounds[i + 1] for i in range(0, len(bounds), 2)):
             grams[g] = sum((grams[p] for _, p in parts), torch.zeros(n, n, dtype=torch.float64))
         else:  # the layer groups leave a gap: read the slice itself
-            grams[g] = gram(start, end)
+            grams[g] = gram64(vectors, start, end)
     return grams
 
 
 def _gram_stats(grams: dict[str, torch.Tensor], i: int, j: int) -> dict:
     """Per group ``(cos(v_i, v_j), ‖v_i‖, ‖v_j‖)`` from Gram matrices; NaN cosine at a zero norm."""
-    out = {}
-    for g, m in grams.items():
-        na, nb = float(m[i, i]) ** 0.5, float(m[j, j]) ** 0.5
-        out[g] = (float(m[i, j]) / (na * nb) if na > 0 and nb > 0 else float("nan"), na, nb)
-    return out
+    return {g: cos_norms(m, i, j) for g, m in grams.items()}
 
 
 def group_stats(
@@ -194,7 +203,7 @@ def group_stats(
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """Cosine of two flat vectors in float64 (NaN when either is zero)."""
-    return _cos_norms(a, b)[0]
+    return cos_norms(gram64([a, b]))[0]
 
 
 @contextlib.contextmanager
@@ -255,14 +264,16 @@ def probe(
         return {g: c for g, (c, _, _) in _gram_stats(group_gram(space, [a, b]), 0, 1).items()}
 
     with probing(modules):
-        g_task = space.flat_grad(task_loss_on(0))
-        floor_task = floors(g_task, space.flat_grad(task_loss_on(1)))
+        # three flat buffers for the whole probe, reused by every objective
+        g_task, g_other, g_align = space.buffer(), space.buffer(), space.buffer()
+        space.flat_grad(task_loss_on(0), out=g_task)
+        floor_task = floors(g_task, space.flat_grad(task_loss_on(1), out=g_other))
         for obj in objectives:
-            g_align = space.flat_grad(obj.loss_on(0), retain_graph=obj.retain_graph)
-            stats = _gram_stats(group_gram(space, [g_task, g_align]), 0, 1)
-            g_other = space.flat_grad(obj.loss_on(1), retain_graph=obj.retain_graph)
-            floor_align = floors(g_align, g_other)
-            del g_other, g_align
+            space.flat_grad(obj.loss_on(0), retain_graph=obj.retain_graph, out=g_align)
+            space.flat_grad(obj.loss_on(1), retain_graph=obj.retain_graph, out=g_other)
+            grams = group_gram(space, [g_task, g_align, g_other])  # one pass for all products
+            stats = _gram_stats(grams, 0, 1)
+            floor_align = {g: c for g, (c, _, _) in _gram_stats(grams, 1, 2).items()}
             for group, (cos, n_task, n_align) in stats.items():
                 records.append(
                     {
@@ -296,10 +307,12 @@ __all__ = [
     "EMBEDDINGS",
     "GradientSpace",
     "ProbeObjective",
+    "cos_norms",
     "cosine",
     "dot64",
-    "group_of",
+    "gram64",
     "group_gram",
+    "group_of",
     "group_stats",
     "probe",
     "probe_steps",
