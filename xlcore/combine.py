@@ -24,18 +24,22 @@ from xlcore.analysis.gradients import GradientSpace, gram64
 
 
 def pcgrad(
-    g_task: torch.Tensor, g_align: torch.Tensor, gram: torch.Tensor | None = None
+    g_task: torch.Tensor,
+    g_align: torch.Tensor,
+    gram: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, bool]:
     """``(combined gradient, conflicted)`` for one task and one alignment gradient.
 
     ``gram`` is their float64 Gram matrix ``[[t·t, t·a], [a·t, a·a]]`` when the caller already
     has it (:func:`xlcore.analysis.gradients.group_gram`); otherwise it is computed here.
+    ``out`` receives the combined gradient (it may be ``g_task`` itself).
     """
     gram = gram64([g_task, g_align]) if gram is None else gram
     dot, norm2 = float(gram[0, 1]), float(gram[1, 1])
-    if dot < 0 and norm2 > 0:
-        return g_task.add(g_align, alpha=1 - dot / norm2), True
-    return g_task + g_align, False
+    conflicted = dot < 0 and norm2 > 0
+    alpha = 1 - dot / norm2 if conflicted else 1.0
+    return torch.add(g_task, g_align, alpha=alpha, out=out), conflicted
 
 
 def gradvac_adjust(
@@ -78,14 +82,23 @@ class GradVac:
         self.targets = {g: 0.0 for g in space.layer_groups}
 
     def __call__(
-        self, g_task: torch.Tensor, g_align: torch.Tensor, grams: dict | None = None
+        self,
+        g_task: torch.Tensor,
+        g_align: torch.Tensor,
+        grams: dict | None = None,
+        out: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict]:
         """The combined gradient (adjusted task + alignment) and the per-group cosines before.
 
         ``grams``: the per-group Gram matrices of ``[g_task, g_align]``
         (:func:`xlcore.analysis.gradients.group_gram`) when the caller already has them.
+        ``out`` receives the combined gradient (it may be ``g_task`` itself: each group is
+        read before it is overwritten).
         """
-        adjusted = g_task.clone()
+        if out is None:
+            adjusted = g_task.clone()
+        else:
+            adjusted = out if out is g_task else out.copy_(g_task)
         before = {}
         for group in self.space.layer_groups:
             start, end = self.space.groups[group]
@@ -99,7 +112,7 @@ class GradVac:
             before[group] = phi
             if not math.isnan(phi):
                 self.targets[group] = (1 - self.beta) * self.targets[group] + self.beta * phi
-        return adjusted + g_align, before
+        return adjusted.add_(g_align), before
 
     def state_dict(self) -> dict:
         return {"beta": self.beta, "targets": dict(self.targets)}

@@ -525,8 +525,10 @@ def _split_task_loss(model: TaskModel, batch: dict, device: torch.device) -> tor
 def _combine(space, vaccine, model, objective, task_loss, align_loss, s, buffers) -> dict:
     """Per-objective gradients → PCGrad or GradVac on the encoder → ``.grad``; log entries.
 
-    ``buffers``: two of ``space``'s flat buffers, reused from step to step. All products come
-    from one float64 pass over both gradients (:func:`group_gram`).
+    ``buffers``: two of ``space``'s flat buffers, reused from step to step; the combined
+    gradient overwrites the task gradient's and the encoder's ``.grad`` are views of it until
+    the optimizer step releases them. All products come from one float64 pass over both
+    gradients (:func:`group_gram`).
     """
     head = [p for p in model.head.parameters() if p.requires_grad]
     proj = [p for p in objective.loss.parameters() if p.requires_grad]
@@ -538,11 +540,11 @@ def _combine(space, vaccine, model, objective, task_loss, align_loss, s, buffers
     grams = group_gram(space, [g_task, g_align])
     info = {"grad_cos": cos_norms(grams[ALL])[0]}
     if vaccine is None:
-        combined, conflicted = pcgrad(g_task, g_align, gram=grams[ALL])
+        combined, conflicted = pcgrad(g_task, g_align, gram=grams[ALL], out=g_task)
         info["conflict"] = conflicted
     else:
-        combined, _ = vaccine(g_task, g_align, grams=grams)
-    space.unflatten_into_grad(combined)
+        combined, _ = vaccine(g_task, g_align, grams=grams, out=g_task)
+    space.unflatten_into_grad(combined, share=True)
     for p, g in zip(head + proj, [*gt[n:], *ga[n:]], strict=True):
         p.grad = None if g is None else g.detach()
     return info

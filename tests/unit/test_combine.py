@@ -92,3 +92,31 @@ def test_surgery_with_a_precomputed_gram_equals_computing_it():
     assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
     assert before_a == pytest.approx(before_b, rel=1e-12)
     assert vac_plain.targets == pytest.approx(vac_given.targets, rel=1e-12)
+
+
+def test_surgery_in_place_equals_out_of_place():
+    model = nn.Module()
+    model.embeddings = nn.Linear(3, 3)
+    model.encoder = nn.Module()
+    model.encoder.layer = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
+    space = GradientSpace.of(model)
+    torch.manual_seed(4)
+    g_align = torch.randn(space.size)
+    for g_task in (-0.7 * g_align + torch.randn(space.size), g_align + torch.randn(space.size)):
+        want, conflicted = pcgrad(g_task, g_align)
+        buf = g_task.clone()
+        got, conflicted_got = pcgrad(buf, g_align, out=buf)
+        assert got is buf and conflicted_got == conflicted
+        assert torch.equal(got, want)
+        want, before = GradVac(space, beta=0.5)(g_task, g_align)
+        buf = g_task.clone()
+        got, before_got = GradVac(space, beta=0.5)(buf, g_align, out=buf)
+        assert got is buf and before_got == before
+        assert torch.equal(got, want)
+    space.unflatten_into_grad(got, share=True)
+    assert model.embeddings.weight.grad.data_ptr() == got.data_ptr()  # a view, no copy
+    space.unflatten_into_grad(got)
+    assert model.embeddings.weight.grad.data_ptr() != got.data_ptr()
+    assert torch.equal(
+        model.embeddings.weight.grad.reshape(-1), got[: model.embeddings.weight.numel()]
+    )

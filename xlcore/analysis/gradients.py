@@ -119,12 +119,18 @@ class GradientSpace:
             offset += n
         return out
 
-    def unflatten_into_grad(self, flat: torch.Tensor) -> None:
-        """Write ``flat`` into the parameters' ``.grad`` (replacing what is there)."""
+    def unflatten_into_grad(self, flat: torch.Tensor, share: bool = False) -> None:
+        """Write ``flat`` into the parameters' ``.grad`` (replacing what is there).
+
+        With ``share`` each ``.grad`` of ``flat``'s dtype is a view of ``flat`` instead of a
+        copy: ``flat`` must then stay unchanged until the gradients are used and released
+        (``zero_grad(set_to_none=True)``), as a reused buffer is within one training step.
+        """
         offset = 0
         for p in self.params:
             n = p.numel()
-            p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone()
+            g = flat[offset : offset + n].view_as(p)
+            p.grad = g if share and g.dtype == p.dtype else g.to(p.dtype).clone()
             offset += n
 
     def view(self, flat: torch.Tensor, group: str) -> torch.Tensor:
