@@ -71,12 +71,16 @@ def test_gradvac_layerwise_ema_targets():
     assert not math.isnan(sum(vac.targets.values()))
 
 
-def test_surgery_with_a_precomputed_gram_equals_computing_it():
+def _two_layer_model() -> tuple[nn.Module, GradientSpace]:
     model = nn.Module()
     model.embeddings = nn.Linear(3, 3)
     model.encoder = nn.Module()
     model.encoder.layer = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
-    space = GradientSpace.of(model)
+    return model, GradientSpace.of(model)
+
+
+def test_surgery_with_a_precomputed_gram_equals_computing_it():
+    _, space = _two_layer_model()
     torch.manual_seed(2)
     g_align = torch.randn(space.size)
     g_task = -0.7 * g_align + torch.randn(space.size)
@@ -95,11 +99,7 @@ def test_surgery_with_a_precomputed_gram_equals_computing_it():
 
 
 def test_surgery_in_place_equals_out_of_place():
-    model = nn.Module()
-    model.embeddings = nn.Linear(3, 3)
-    model.encoder = nn.Module()
-    model.encoder.layer = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
-    space = GradientSpace.of(model)
+    model, space = _two_layer_model()
     torch.manual_seed(4)
     g_align = torch.randn(space.size)
     for g_task in (-0.7 * g_align + torch.randn(space.size), g_align + torch.randn(space.size)):
