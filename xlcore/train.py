@@ -253,7 +253,16 @@ def _optimizer(
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=lr,
+        fused=_fused(decay + no_decay),
     )
+
+
+def _fused(params: Sequence[torch.Tensor]) -> bool | None:
+    """Whether to use the fused Adam(W) kernels: on CPU and CUDA, where torch has them (the
+    ``transformers.Trainer`` default, ``adamw_torch_fused``). On this project's CPU one
+    e5-small AdamW step takes about a third of the per-parameter loop's time; results agree to
+    float rounding, not bit for bit. ``None`` leaves the choice to torch elsewhere."""
+    return True if params and all(p.device.type in ("cpu", "cuda") for p in params) else None
 
 
 def align_encoder(
@@ -273,10 +282,9 @@ def align_encoder(
     """
     encoder.to(device).train()
     objective.to(device)
-    optimizer = torch.optim.Adam(
-        [p for p in encoder.parameters() if p.requires_grad] + list(objective.loss.parameters()),
-        lr=learning_rate,
-    )
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    params += list(objective.loss.parameters())
+    optimizer = torch.optim.Adam(params, lr=learning_rate, fused=_fused(params))
     start, losses = 0, []
     if run.checkpoint.exists():
         ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)

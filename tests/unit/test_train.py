@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from xlcore import encoders, runs
 from xlcore.data import load_pos
@@ -12,6 +13,8 @@ from xlcore.paths import SAMPLE_ROOT
 from xlcore.train import (
     FinetuneSettings,
     TaskModel,
+    _fused,
+    _optimizer,
     _split_task_loss,
     batch_at,
     finetune,
@@ -330,3 +333,30 @@ def test_piece_encoder_gives_the_padded_states_on_real_tokens(tiny, monkeypatch)
         assert a.shape == b.shape
         torch.testing.assert_close(a[mask], b[mask], rtol=1e-5, atol=1e-5)
         assert not a[~mask].any()  # zeros on padding
+
+
+def test_adamw_is_fused_on_cpu_and_matches_the_per_parameter_loop():
+    assert _fused([torch.zeros(2)]) is True
+    assert _fused([torch.zeros(2, device="meta")]) is None
+    torch.manual_seed(0)
+    ref, fast = nn.Linear(8, 4), nn.Linear(8, 4)
+    fast.load_state_dict(ref.state_dict())
+    opt = _optimizer([fast], lr=1e-2, weight_decay=0.01)
+    assert opt.defaults["fused"] is True
+    loop = torch.optim.AdamW(
+        [
+            {"params": [ref.weight], "weight_decay": 0.01},
+            {"params": [ref.bias], "weight_decay": 0.0},
+        ],
+        lr=1e-2,
+        foreach=False,
+    )
+    x = torch.randn(16, 8)
+    for model, o in ((ref, loop), (fast, opt)):
+        for _ in range(5):
+            model(x).pow(2).mean().backward()
+            o.step()
+            o.zero_grad()
+    assert not torch.equal(ref.weight, torch.zeros_like(ref.weight))
+    for a, b in zip(ref.parameters(), fast.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
