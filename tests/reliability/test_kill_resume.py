@@ -23,6 +23,12 @@ OVERRIDES = {
     "regimes": "baseline,sequential",
     "pairs": "en-de",
     "tgt_langs": "de,ru",
+    # A smoke fine-tuning step takes ~10 ms here: 200 steps with a checkpoint every 4 keep each
+    # fine-tuning run (and its checkpoints) alive for seconds, far longer than the kill delays and
+    # the poll interval, so every kill lands where the schedule says on fast and slow machines.
+    "pos_max_steps": "200",
+    "checkpoint_steps": "4",
+    "eval_steps": "100",
 }
 STEPS = 11  # word pairs (2), aligned encoder, distances (4), fine-tuning (2), evaluation (2)
 SEED = 20251125
