@@ -16,7 +16,7 @@ vectorised NumPy one per matrix (as SimAlign computes it) and the project's plai
     matching speed-up: X.Xx vs per-matrix NumPy, Y.Yx vs the reference loop (...)
 
 Usage: ``python benchmarks/bench_wordpairs.py [--n 1000] [--method itermax] [--layer 8]
-[--repeat 5] [--threads 1]``.
+[--repeat 5] [--bf16] [--threads 1]``.
 The data root is ``$XLCORE_DATA`` or ``../shared/data`` beside the repository.
 """
 
@@ -45,6 +45,7 @@ from xlcore.align import (
     itermax_align,
     similarity,
 )
+from xlcore.device import bf16_supported
 from xlcore.encoders import load
 from xlcore.paths import env_data_root
 from xlcore.tokens import split_words
@@ -162,6 +163,12 @@ def main(argv: list[str] | None = None) -> None:
         "--repeat", type=int, default=5, help="timed repetitions of the matching stage"
     )
     parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also run the batched path under bf16 autocast (where native) and count the pairs "
+        "that change; informational, since the pairs must stay fp32",
+    )
+    parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)"
     )
     args = parser.parse_args(argv)
@@ -227,6 +234,28 @@ def main(argv: list[str] | None = None) -> None:
         f"(batched {timings['batched'] * 1e3:.0f} ms, NumPy {timings['numpy'] * 1e3:.0f} ms, "
         f"reference {timings['reference'] * 1e3:.0f} ms per {len(pairs)} pairs, mean of "
         f"{args.repeat}; same word vectors, identical pairs)"
+    )
+    if args.bf16:
+        compare_bf16(model, tokenizer, pairs, batched, t_batched, options, args.batch_size)
+
+
+def compare_bf16(model, tokenizer, pairs, fp32_pairs, t_fp32, options, batch_size) -> None:
+    """The batched path under bf16 autocast: its time and how many links differ from fp32."""
+    if not bf16_supported(torch.device("cpu")):
+        print("bf16: not native on this CPU; skipped")
+        return
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        extract_word_pairs(model, tokenizer, pairs[:8], batch_size=8, **options)  # warm-up
+        start = time.perf_counter()
+        low = extract_word_pairs(model, tokenizer, pairs, batch_size=batch_size, **options)
+        t_low = time.perf_counter() - start
+    full = {(k, *p) for k, links in enumerate(fp32_pairs) for p in links}
+    half = {(k, *p) for k, links in enumerate(low) for p in links}
+    changed = sum(a != b for a, b in zip(fp32_pairs, low, strict=True))
+    print(
+        f"bf16 extraction: {t_fp32 / t_low:.1f}x the fp32 batched path ({t_low:.1f} s); "
+        f"{len(full - half)} of {len(full)} fp32 links lost, {len(half - full)} new; "
+        f"{changed} of {len(pairs)} sentence pairs changed"
     )
 
 
