@@ -324,6 +324,8 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     "max_seq_length": c.max_seq_length,
                     "bf16": c.bf16,
                 }
+                if c.fused_optimizer:  # recorded only when on: older runs keep their keys
+                    al_spec["fused_optimizer"] = True
 
                 def make_aligned(run: runs.Run, pair=pair, seed=seed, steps=steps) -> dict:
                     torch.manual_seed(seed)
@@ -337,6 +339,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                         learning_rate=c.align_learning_rate or c.learning_rate,
                         device=ctx.device,
                         bf16=c.bf16,
+                        fused_optimizer=c.fused_optimizer,
                         progress=ctx.progress,
                     )
                     encoders.save(model.cpu(), tok, run.path / "encoder")
@@ -451,6 +454,8 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     spec["gradvac_beta"] = c.gradvac_beta
                 if c.split_by_length:  # recorded only when on: older runs keep their keys
                     spec["split_by_length"] = True
+                if c.fused_optimizer:  # likewise
+                    spec["fused_optimizer"] = True
                 probe_every = c.probe_interval(task)
                 if probe_every:
                     probe_pairs = c.pairs if regime == "baseline" else (pair,)
@@ -557,6 +562,7 @@ def _finetune_fn(ctx, task, regime, pair, seed, deps, base_path):
             group_by_length=c.group_by_length,
             gradvac_beta=c.gradvac_beta,
             split_by_length=c.split_by_length,
+            fused_optimizer=c.fused_optimizer,
         )
         metrics = finetune(
             run,

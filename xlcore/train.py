@@ -239,7 +239,7 @@ class AlignmentObjective:
 
 
 def _optimizer(
-    modules: Sequence[nn.Module], lr: float, weight_decay: float
+    modules: Sequence[nn.Module], lr: float, weight_decay: float, fused: bool = True
 ) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for module in modules:
@@ -253,16 +253,24 @@ def _optimizer(
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=lr,
-        fused=_fused(decay + no_decay),
+        fused=_fused(decay + no_decay, fused),
     )
 
 
-def _fused(params: Sequence[torch.Tensor]) -> bool | None:
-    """Whether to use the fused Adam(W) kernels: on CPU and CUDA, where torch has them (the
-    ``transformers.Trainer`` default, ``adamw_torch_fused``). On this project's CPU one
-    e5-small AdamW step takes about a third of the per-parameter loop's time; results agree to
-    float rounding, not bit for bit. ``None`` leaves the choice to torch elsewhere."""
-    return True if params and all(p.device.type in ("cpu", "cuda") for p in params) else None
+def _fused(params: Sequence[torch.Tensor], wanted: bool = True) -> bool | None:
+    """Whether to use the fused Adam(W) kernels: when ``wanted``, on CPU and CUDA, where torch
+    has them (the ``transformers.Trainer`` default, ``adamw_torch_fused``). On this project's
+    CPU one e5-small AdamW step takes about a third of the per-parameter loop's time; results
+    agree to float rounding, not bit for bit. ``None`` leaves the choice to torch (its
+    per-parameter ``for-loop`` or ``foreach`` implementation, as before fused was used)."""
+    if wanted and params and all(p.device.type in ("cpu", "cuda") for p in params):
+        return True
+    return None
+
+
+def _optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+    """``"fused"``, or ``"default"`` for torch's own choice (``for-loop`` or ``foreach``)."""
+    return "fused" if optimizer.defaults.get("fused") else "default"
 
 
 def align_encoder(
@@ -274,17 +282,19 @@ def align_encoder(
     learning_rate: float,
     device: torch.device,
     bf16: bool = False,
+    fused_optimizer: bool = True,
     progress: bool = True,
 ) -> dict:
     """Align ``encoder`` for ``steps`` steps (Adam, constant lr); resumable; returns metrics.
 
-    The aligned encoder stays in ``encoder`` (the caller saves it).
+    The aligned encoder stays in ``encoder`` (the caller saves it). ``fused_optimizer``: torch's
+    fused Adam where it has one (:func:`_fused`); False: torch's default implementation.
     """
     encoder.to(device).train()
     objective.to(device)
     params = [p for p in encoder.parameters() if p.requires_grad]
     params += list(objective.loss.parameters())
-    optimizer = torch.optim.Adam(params, lr=learning_rate, fused=_fused(params))
+    optimizer = torch.optim.Adam(params, lr=learning_rate, fused=_fused(params, fused_optimizer))
     start, losses = 0, []
     if run.checkpoint.exists():
         ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)
@@ -329,6 +339,7 @@ def align_encoder(
         "align_losses": losses,
         "steps": steps,
         "precision": precision_name(device, bf16),
+        "optimizer": _optimizer_name(optimizer),
     }
 
 
@@ -340,6 +351,7 @@ class FinetuneSettings:
     ``split_by_length`` keeps the batches and runs each in :func:`length_pieces`, every piece
     padded only to its own longest example, with the loss of the whole padded batch (the same
     up to float rounding and dropout draws), so no work is spent on most of the padding.
+    ``fused_optimizer`` uses torch's fused AdamW where it has one (:func:`_fused`).
     """
 
     max_steps: int
@@ -355,6 +367,7 @@ class FinetuneSettings:
     group_by_length: bool = False
     gradvac_beta: float = 0.01
     split_by_length: bool = False
+    fused_optimizer: bool = True
 
 
 STRATEGIES = ("joint", "alternating", "pcgrad", "gradvac")
@@ -392,7 +405,7 @@ def finetune(
     if objective is not None:
         objective.to(device)
         modules.append(objective.loss)
-    optimizer = _optimizer(modules, s.learning_rate, s.weight_decay)
+    optimizer = _optimizer(modules, s.learning_rate, s.weight_decay, s.fused_optimizer)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(s.warmup_ratio * s.max_steps), s.max_steps
     )
@@ -504,6 +517,7 @@ def finetune(
         "gradients": gradients,
         "max_steps": s.max_steps,
         "precision": precision_name(device, bf16),
+        "optimizer": _optimizer_name(optimizer),
     }
 
 

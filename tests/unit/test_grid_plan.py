@@ -67,6 +67,19 @@ def test_probe_settings_change_finetune_keys(tmp_path):
     assert _paths(a, "align") == _paths(b, "align")
 
 
+def test_fused_optimizer_is_recorded_only_when_on(tmp_path):
+    """Fused AdamW (the default) marks the alignment and fine-tuning runs it trains; switched
+    off, the keys are those of runs made before it, so those runs are found and reused."""
+    on = plan(make_config("smoke"), root=tmp_path)
+    off = plan(make_config("smoke", {"fused_optimizer": False}), root=tmp_path)
+    for kind in ("align", "finetune", "evaluate"):
+        assert _paths(on, kind).isdisjoint(_paths(off, kind)), kind
+    assert _paths(on, "wordpairs") == _paths(off, "wordpairs")
+    trained = [s for s in on.steps if s.run.kind in ("align", "finetune")]
+    assert trained and all(s.run.spec["spec"]["fused_optimizer"] for s in trained)
+    assert not any("fused_optimizer" in s.run.spec["spec"] for s in off.steps)
+
+
 def test_split_by_length_changes_finetune_keys_only_when_on(tmp_path):
     a = plan(make_config("smoke"), root=tmp_path)
     off = plan(make_config("smoke", {"split_by_length": False}), root=tmp_path)

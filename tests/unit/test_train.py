@@ -15,6 +15,7 @@ from xlcore.train import (
     TaskModel,
     _fused,
     _optimizer,
+    _optimizer_name,
     _split_task_loss,
     batch_at,
     finetune,
@@ -360,3 +361,29 @@ def test_adamw_is_fused_on_cpu_and_matches_the_per_parameter_loop():
     assert not torch.equal(ref.weight, torch.zeros_like(ref.weight))
     for a, b in zip(ref.parameters(), fast.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_optimizer_off_is_torchs_default_bit_for_bit():
+    """``fused_optimizer=False`` reproduces the optimiser of runs made before fused AdamW."""
+    assert _fused([torch.zeros(2)], wanted=False) is None
+    torch.manual_seed(0)
+    ref, model = nn.Linear(8, 4), nn.Linear(8, 4)
+    model.load_state_dict(ref.state_dict())
+    opt = _optimizer([model], lr=1e-2, weight_decay=0.01, fused=False)
+    assert _optimizer_name(opt) == "default"
+    assert _optimizer_name(_optimizer([nn.Linear(2, 2)], lr=1e-2, weight_decay=0.0)) == "fused"
+    default = torch.optim.AdamW(
+        [
+            {"params": [ref.weight], "weight_decay": 0.01},
+            {"params": [ref.bias], "weight_decay": 0.0},
+        ],
+        lr=1e-2,
+    )
+    x = torch.randn(16, 8)
+    for m, o in ((ref, default), (model, opt)):
+        for _ in range(5):
+            m(x).pow(2).mean().backward()
+            o.step()
+            o.zero_grad()
+    for a, b in zip(ref.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
