@@ -336,28 +336,35 @@ def test_piece_encoder_gives_the_padded_states_on_real_tokens(tiny, monkeypatch)
         assert not a[~mask].any()  # zeros on padding
 
 
+def _adamw_twins(**torch_options):
+    """Two equal linear layers: one under torch's AdamW with ``torch_options`` and the
+    grid's weight-decay groups, one left for :func:`_optimizer`."""
+    torch.manual_seed(0)
+    ref, model = nn.Linear(8, 4), nn.Linear(8, 4)
+    model.load_state_dict(ref.state_dict())
+    groups = [
+        {"params": [ref.weight], "weight_decay": 0.01},
+        {"params": [ref.bias], "weight_decay": 0.0},
+    ]
+    return ref, torch.optim.AdamW(groups, lr=1e-2, **torch_options), model
+
+
+def _five_steps(*pairs) -> None:
+    x = torch.randn(16, 8)
+    for model, opt in pairs:
+        for _ in range(5):
+            model(x).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+
+
 def test_adamw_is_fused_on_cpu_and_matches_the_per_parameter_loop():
     assert _fused([torch.zeros(2)]) is True
     assert _fused([torch.zeros(2, device="meta")]) is None
-    torch.manual_seed(0)
-    ref, fast = nn.Linear(8, 4), nn.Linear(8, 4)
-    fast.load_state_dict(ref.state_dict())
+    ref, loop, fast = _adamw_twins(foreach=False)
     opt = _optimizer([fast], lr=1e-2, weight_decay=0.01)
-    assert opt.defaults["fused"] is True
-    loop = torch.optim.AdamW(
-        [
-            {"params": [ref.weight], "weight_decay": 0.01},
-            {"params": [ref.bias], "weight_decay": 0.0},
-        ],
-        lr=1e-2,
-        foreach=False,
-    )
-    x = torch.randn(16, 8)
-    for model, o in ((ref, loop), (fast, opt)):
-        for _ in range(5):
-            model(x).pow(2).mean().backward()
-            o.step()
-            o.zero_grad()
+    assert opt.defaults["fused"] is True and _optimizer_name(opt) == "fused"
+    _five_steps((ref, loop), (fast, opt))
     assert not torch.equal(ref.weight, torch.zeros_like(ref.weight))
     for a, b in zip(ref.parameters(), fast.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -366,24 +373,10 @@ def test_adamw_is_fused_on_cpu_and_matches_the_per_parameter_loop():
 def test_fused_optimizer_off_is_torchs_default_bit_for_bit():
     """``fused_optimizer=False`` reproduces the optimiser of runs made before fused AdamW."""
     assert _fused([torch.zeros(2)], wanted=False) is None
-    torch.manual_seed(0)
-    ref, model = nn.Linear(8, 4), nn.Linear(8, 4)
-    model.load_state_dict(ref.state_dict())
+    ref, default, model = _adamw_twins()
     opt = _optimizer([model], lr=1e-2, weight_decay=0.01, fused=False)
     assert _optimizer_name(opt) == "default"
-    assert _optimizer_name(_optimizer([nn.Linear(2, 2)], lr=1e-2, weight_decay=0.0)) == "fused"
-    default = torch.optim.AdamW(
-        [
-            {"params": [ref.weight], "weight_decay": 0.01},
-            {"params": [ref.bias], "weight_decay": 0.0},
-        ],
-        lr=1e-2,
-    )
-    x = torch.randn(16, 8)
-    for m, o in ((ref, default), (model, opt)):
-        for _ in range(5):
-            m(x).pow(2).mean().backward()
-            o.step()
-            o.zero_grad()
+    _five_steps((ref, default), (model, opt))
+    assert not torch.equal(ref.weight, torch.zeros_like(ref.weight))
     for a, b in zip(ref.parameters(), model.parameters(), strict=True):
         assert torch.equal(a, b)
