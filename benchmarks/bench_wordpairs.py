@@ -9,7 +9,7 @@ identical; the script then prints
 
 That ratio includes the encoder, which dominates both paths. A second line times the matching
 stage alone (ArgMax/IterMax, link gathering and filters) on the same word vectors, batched
-(:func:`xlcore.align.batched_align`) against one matrix at a time, for two per-pair versions: a
+(:func:`xlcore.align.match_grids`) against one matrix at a time, for two per-pair versions: a
 vectorised NumPy one per matrix (as SimAlign computes it) and the project's plain reference
 (:func:`~xlcore.align.itermax_align`); all three must give identical pairs:
 
@@ -35,15 +35,15 @@ import torch
 from xlcore.align import (
     ITERMAX_ALPHA,
     ITERMAX_MAX_COUNT,
-    _states_at,
-    _word_vectors,
     argmax_align,
-    batched_align,
     encode_parallel,
     extract_word_pairs,
     filter_pairs,
     itermax_align,
+    length_batches,
+    match_grids,
     similarity,
+    word_grids,
 )
 from xlcore.device import bf16_supported
 from xlcore.encoders import load
@@ -117,28 +117,17 @@ def numpy_align(sim: np.ndarray, method: str) -> list[tuple[int, int]]:
 @torch.no_grad()
 def word_vector_batches(model, tokenizer, pairs, *, layer, batch_size, max_length):
     """The batched path's word grids, kept for timing the matching stage on its own."""
-    order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
-    batches = []
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        src = [list(pairs[k][0]) for k in chunk]
-        tgt = [list(pairs[k][1]) for k in chunk]
-        enc = encode_parallel(tokenizer, src, tgt, max_length)
-        src_grid = _word_vectors(_states_at(model, enc.src, layer), enc.src_starts)
-        tgt_grid = _word_vectors(_states_at(model, enc.tgt, layer), enc.tgt_starts)
-        batches.append((chunk, src, tgt, src_grid, tgt_grid))
-    return batches
+    return [
+        (chunk, src, tgt, *word_grids(model, tokenizer, src, tgt, layer, max_length))
+        for chunk, src, tgt in length_batches(pairs, batch_size)
+    ]
 
 
 def match_batched(batches, n, method):
     out: list = [None] * n
-    for chunk, src, tgt, (sv, sm, sk), (tv, tm, tk) in batches:
-        links = batched_align(similarity(sv, tv), sm, tm, method)
-        found: list[list[tuple[int, int]]] = [[] for _ in chunk]
-        for b, i, j in links.nonzero().tolist():
-            found[b].append((sk[b][i], tk[b][j]))
-        for b, k in enumerate(chunk):
-            out[k] = filter_pairs(found[b], src[b], tgt[b])
+    for chunk, src, tgt, src_grid, tgt_grid in batches:
+        for k, links in zip(chunk, match_grids(src, tgt, src_grid, tgt_grid, method), strict=True):
+            out[k] = links
     return out
 
 

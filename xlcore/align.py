@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -313,30 +313,46 @@ def extract_word_pairs(
     _check_layer(model, layer)
     if batch_size <= 0:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
-    order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
     result: list[WordPairs] = [[] for _ in pairs]
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            src = [list(pairs[k][0]) for k in chunk]
-            tgt = [list(pairs[k][1]) for k in chunk]
-            for k, links in zip(
-                chunk,
-                _extract_batch(model, tokenizer, src, tgt, layer, method, max_length),
-                strict=True,
-            ):
+        for chunk, src, tgt in length_batches(pairs, batch_size):
+            grids = word_grids(model, tokenizer, src, tgt, layer, max_length)
+            for k, links in zip(chunk, match_grids(src, tgt, *grids, method), strict=True):
                 result[k] = links
     finally:
         model.train(was_training)
     return result
 
 
-def _extract_batch(model, tokenizer, src, tgt, layer, method, max_length) -> list[WordPairs]:
+def length_batches(
+    pairs: Sequence[tuple[Sequence[str], Sequence[str]]], batch_size: int
+) -> Iterator[tuple[list[int], list[list[str]], list[list[str]]]]:
+    """``(indices, src words, tgt words)`` batches of sentence pairs sorted by total length."""
+    order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        yield chunk, [list(pairs[k][0]) for k in chunk], [list(pairs[k][1]) for k in chunk]
+
+
+WordGrid = tuple[torch.Tensor, torch.Tensor, list[list[int]]]
+
+
+def word_grids(
+    model, tokenizer, src, tgt, layer: int, max_length: int
+) -> tuple[WordGrid, WordGrid]:
+    """The encoder stage of extraction: source and target word grids (:func:`_word_vectors`)."""
     enc = encode_parallel(tokenizer, src, tgt, max_length)
-    src_vecs, src_mask, src_kept = _word_vectors(_states_at(model, enc.src, layer), enc.src_starts)
-    tgt_vecs, tgt_mask, tgt_kept = _word_vectors(_states_at(model, enc.tgt, layer), enc.tgt_starts)
+    return (
+        _word_vectors(_states_at(model, enc.src, layer), enc.src_starts),
+        _word_vectors(_states_at(model, enc.tgt, layer), enc.tgt_starts),
+    )
+
+
+def match_grids(src, tgt, src_grid: WordGrid, tgt_grid: WordGrid, method: str) -> list[WordPairs]:
+    """The matching stage: ArgMax/IterMax on a batch's word grids, then :func:`filter_pairs`."""
+    (src_vecs, src_mask, src_kept), (tgt_vecs, tgt_mask, tgt_kept) = src_grid, tgt_grid
     links = batched_align(similarity(src_vecs, tgt_vecs), src_mask, tgt_mask, method)
     found: list[list[tuple[int, int]]] = [[] for _ in src]
     for b, i, j in links.nonzero().tolist():
@@ -344,9 +360,7 @@ def _extract_batch(model, tokenizer, src, tgt, layer, method, max_length) -> lis
     return [filter_pairs(f, s, t) for f, s, t in zip(found, src, tgt, strict=True)]
 
 
-def _word_vectors(
-    hidden: torch.Tensor, starts: Sequence[Sequence[int]]
-) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+def _word_vectors(hidden: torch.Tensor, starts: Sequence[Sequence[int]]) -> WordGrid:
     """Gather first-sub-word vectors into a word grid (B, W, H) with a mask (B, W).
 
     Also returns, per sentence, the word index of each grid row (truncated words are left out).
