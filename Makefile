@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= mini
 SET ?=
+# Runs computed at once (worker processes); empty: $XLCORE_JOBS, else auto (2 on a CPU, 1 on a GPU).
+JOBS ?=
 # The real data root: $XLCORE_DATA if set, else ../shared/data when it exists; otherwise xlcore
 # falls back to its download cache, then to the built-in sample corpus (and says so).
 XLCORE_DATA ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),)
@@ -27,17 +29,17 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 grid: setup
-	$(PY) -m xlcore.cli grid --profile $(PROFILE) $(foreach s,$(SET),--set $(s))
+	$(PY) -m xlcore.cli grid --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(foreach s,$(SET),--set $(s))
 
 # The main job: run the grid, execute every chapter, build the HTML into _build/html.
 book: setup
-	$(PY) -m xlcore.cli book --profile $(PROFILE)
+	$(PY) -m xlcore.cli book --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS))
 
 # Re-execute one chapter with new parameters and rebuild the book, e.g.
 #   make chapter CHAPTER=distances PARAMS='pairs=["en-fi"]'
 chapter: setup
 	@test -n "$(CHAPTER)" || { echo "give CHAPTER=name, e.g. make chapter CHAPTER=distances PARAMS='pairs=[\"en-fi\"]'"; exit 2; }
-	$(PY) -m xlcore.cli book --profile $(PROFILE) --chapter $(CHAPTER) $(foreach p,$(PARAMS),--param '$(p)')
+	$(PY) -m xlcore.cli book --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) --chapter $(CHAPTER) $(foreach p,$(PARAMS),--param '$(p)')
 
 results: setup
 	$(PY) -m xlcore.cli results

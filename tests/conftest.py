@@ -8,6 +8,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One run at a time unless a test asks for more (grids started as subprocesses inherit this).
+os.environ["XLCORE_JOBS"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 

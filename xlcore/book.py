@@ -364,7 +364,7 @@ def build(
 ) -> BookBuild:
     """Execute every chapter (``only``: re-execute just that one with ``parameters``) and build
     the HTML into ``_build/html``."""
-    from xlcore.grid import data_source, run_grid
+    from xlcore.grid import data_source, run_grids
     from xlcore.report import chapter_config
 
     root = Path(root).resolve()
@@ -411,9 +411,8 @@ def build(
         known = chapter_parameters(root, name)
         overrides = {k: v for k, v in grid_keys.items() if k in _CONFIG_PARAMETERS and k in known}
         configs[json.dumps(overrides, sort_keys=True, default=str)] = overrides
-    for overrides in configs.values():
-        config = chapter_config(profile, **overrides)
-        run_grid(config, progress=progress)
+    # One execution for every chapter's grid ($XLCORE_JOBS runs at a time).
+    run_grids([chapter_config(profile, **o) for o in configs.values()], progress=progress)
 
     vendor_widgets(root)
     src = root / "_build" / "src"

@@ -11,13 +11,22 @@ from pathlib import Path
 from xlcore.errors import ConfigError, XlcoreError
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    """``--jobs``, else ``$XLCORE_JOBS``, else auto; exported so that chapter kernels inherit it."""
+    from xlcore.grid import resolve_jobs
+
+    jobs = resolve_jobs(args.jobs, default="auto")
+    os.environ["XLCORE_JOBS"] = str(jobs)
+    return jobs
+
+
 def _grid(args: argparse.Namespace) -> int:
     from xlcore.config import make_config, parse_overrides
     from xlcore.grid import run_grid
 
     config = make_config(args.profile, parse_overrides(args.set or []))
     root = Path(args.runs).resolve() if args.runs else None
-    run_grid(config, root=root, progress=not args.quiet)
+    run_grid(config, root=root, progress=not args.quiet, jobs=_jobs(args))
     return 0
 
 
@@ -28,6 +37,7 @@ def _book(args: argparse.Namespace) -> int:
         os.environ["XLCORE_RUNS"] = str(Path(args.runs).resolve())
     if args.param and not args.chapter:
         raise ConfigError("--param needs --chapter NAME (the chapter to re-execute)")
+    _jobs(args)
     build(
         args.profile,
         only=args.chapter or None,
@@ -66,6 +76,12 @@ def _profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+JOBS_HELP = (
+    "runs computed at once, in worker processes (default: $XLCORE_JOBS, else auto: 2 on a "
+    "CPU-only machine with two or more cores, 1 with a GPU)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xlcore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, e.g. --set pairs=en-fi --set seeds=1,2",
     )
     grid.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
+    grid.add_argument("--jobs", help=JOBS_HELP)
     grid.add_argument("--quiet", action="store_true", help="no progress bars")
     grid.set_defaults(func=_grid)
 
@@ -97,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     book.add_argument("--force", action="store_true", help="re-execute unchanged chapters too")
     book.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
+    book.add_argument("--jobs", help=JOBS_HELP)
     book.add_argument("--quiet", action="store_true", help="no progress bars")
     book.set_defaults(func=_book)
 

@@ -23,3 +23,7 @@ class RunLockedError(XlcoreError, RuntimeError):
 
 class RunStorageError(XlcoreError, OSError):
     """A runs directory cannot be written (read-only, permission denied, disk full)."""
+
+
+class GridWorkerError(XlcoreError, RuntimeError):
+    """A worker process of a parallel grid died (killed, or out of memory)."""

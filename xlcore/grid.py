@@ -9,8 +9,13 @@ is the command-line front end.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +28,7 @@ from xlcore.align import extract_word_pairs
 from xlcore.analysis import distances as xdist
 from xlcore.config import STRATEGY_REGIMES, Config, pair_lang
 from xlcore.device import precision_name, resolve_device
-from xlcore.errors import ConfigError
+from xlcore.errors import ConfigError, GridWorkerError
 from xlcore.evaluate import encode_pos, encode_sib, evaluate, majority_baseline
 from xlcore.paths import SAMPLE_ROOT, runs_dir
 from xlcore.tokens import split_words
@@ -755,31 +760,175 @@ def _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run):
     return fn
 
 
-def run_grid(config: Config, *, root: Path | None = None, progress: bool = True) -> Grid:
-    """Plan and execute every step of ``config``; finished steps are skipped, partial resumed."""
+def resolve_jobs(jobs: int | str | None = None, default: str = "1") -> int:
+    """How many runs a grid computes at once: ``jobs``, else ``$XLCORE_JOBS``, else ``default``.
+
+    ``"auto"`` is 2 on a machine without CUDA whose torch uses at least two threads, else 1: the
+    small batches of the ``mini`` profile keep two threads poorly busy, and two one-thread runs
+    side by side finish about 1.3× sooner than the same runs one after the other on two threads
+    (``benchmarks/bench_jobs.py``). On a GPU one run at a time keeps the device busy.
+    """
+    value = os.environ.get("XLCORE_JOBS", default) if jobs is None else jobs
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 2 if not torch.cuda.is_available() and torch.get_num_threads() >= 2 else 1
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if isinstance(value, bool) or n < 1 or str(n) != str(value).strip():
+        raise ConfigError(
+            f"jobs must be a positive whole number or auto (--jobs, XLCORE_JOBS), got {value!r}"
+        )
+    return n
+
+
+def run_grid(
+    config: Config,
+    *,
+    root: Path | None = None,
+    progress: bool = True,
+    jobs: int | str | None = None,
+) -> Grid:
+    """Plan and execute every step of ``config``; finished steps are skipped, partial resumed.
+
+    ``jobs`` (default ``$XLCORE_JOBS``, else 1; see :func:`resolve_jobs`) runs that many steps at
+    once in worker processes, each as soon as the runs it depends on are complete.
+    """
+    return run_grids([config], root=root, progress=progress, jobs=jobs)[0]
+
+
+def run_grids(
+    configs: Sequence[Config],
+    *,
+    root: Path | None = None,
+    progress: bool = True,
+    jobs: int | str | None = None,
+) -> list[Grid]:
+    """:func:`run_grid` for several configs at once: their steps (a run shared by two configs
+    is computed once) are executed together, so ``jobs`` workers can overlap the grids."""
     root = root or runs_dir()
+    n_jobs = resolve_jobs(jobs)
     with runs.grid_lock(root):
-        grid = plan(config, root=root, progress=progress)
-        todo = [s for s in grid.steps if not s.run.complete]
+        grids = [plan(config, root=root, progress=progress) for config in configs]
+        steps: dict[Path, tuple[Step, str]] = {}
+        for grid in grids:
+            for step in grid.steps:
+                steps.setdefault(step.run.path, (step, grid.source.describe()))
+        todo = [path for path, (step, _) in steps.items() if not step.run.complete]
         if todo:  # a missing encoder is refused before any run directory is made
-            encoders.check_available(config.model_name_or_path)
+            for config in configs:
+                encoders.check_available(config.model_name_or_path)
+        n_jobs = min(n_jobs, len(todo)) or 1
         print(
-            f"xlcore grid: profile {config.profile}, {len(grid.steps)} steps "
-            f"({len(grid.steps) - len(todo)} already complete); data: {grid.source.describe()}; "
-            f"runs in {root}",
+            f"xlcore grid: profile {configs[0].profile}, {len(steps)} steps "
+            f"({len(steps) - len(todo)} already complete); data: "
+            f"{grids[0].source.describe()}; runs in {root}"
+            + (f"; {n_jobs} runs at a time" if n_jobs > 1 else ""),
             flush=True,
         )
         start = time.perf_counter()
-        for step in tqdm(grid.steps, desc="grid", disable=not progress):
-            if step.run.complete:
-                continue
-            runs.execute(step.run, step.fn, seed=step.seed, data_source=grid.source.describe())
+        bar = tqdm(
+            total=len(steps), initial=len(steps) - len(todo), desc="grid", disable=not progress
+        )
+        try:
+            if n_jobs == 1:
+                for path in todo:
+                    step, source = steps[path]
+                    runs.execute(step.run, step.fn, seed=step.seed, data_source=source)
+                    bar.update()
+            else:
+                _execute_parallel(list(configs), root, steps, todo, n_jobs, bar)
+        finally:
+            bar.close()
         print(
             f"xlcore grid: done in {time.perf_counter() - start:.0f} s; "
             f"results: `xlcore results` (runs in {root})",
             flush=True,
         )
-    return grid
+    return grids
+
+
+# Worker processes of a parallel grid: each plans the same grids once, then computes the runs it
+# is handed by path. Workers never take the runs directory's grid lock (the parent holds it);
+# every run is still computed under its own lock (:func:`xlcore.runs.execute`).
+_WORKER_STEPS: dict[str, tuple[Step, str]] = {}
+
+
+def _worker_start(configs: list[Config], root: Path, threads: int, parent: int) -> None:
+    torch.set_num_threads(threads)
+
+    def exit_with_parent() -> None:  # a killed grid leaves no worker behind holding a run lock
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, name="xlcore-parent-watch", daemon=True).start()
+    for config in configs:
+        grid = plan(config, root=root, progress=False)
+        for step in grid.steps:
+            _WORKER_STEPS.setdefault(str(step.run.path), (step, grid.source.describe()))
+
+
+def _worker_run(path: str) -> None:
+    step, source = _WORKER_STEPS[path]
+    runs.execute(step.run, step.fn, seed=step.seed, data_source=source)
+
+
+def _execute_parallel(configs, root, steps, todo, jobs: int, bar) -> None:
+    """Run ``todo`` (plan order) on ``jobs`` spawned workers, each step once its dependencies in
+    ``todo`` are complete; torch's threads are shared out between the workers.
+
+    A failed step stops new submissions; the steps already running finish (their results are
+    kept) and the first error is raised. The next grid resumes what is left.
+    """
+    pending = {path: None for path in todo}  # insertion-ordered set
+    deps = {
+        path: {Path(d) for d in steps[path][0].run.spec["deps"].values()} & pending.keys()
+        for path in todo
+    }
+    threads = max(1, torch.get_num_threads() // jobs)
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_start,
+        initargs=(configs, root, threads, os.getpid()),
+    )
+    running: dict[Future, Path] = {}
+    done: set[Path] = set()
+    error: BaseException | None = None
+    try:
+        while pending or running:
+            if error is None:
+                for path in [p for p in pending if deps[p] <= done][: jobs - len(running)]:
+                    del pending[path]
+                    running[pool.submit(_worker_run, str(path))] = path
+            if not running:
+                if error is None:
+                    raise RuntimeError(f"grid steps wait on each other: {sorted(pending)}")
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                path = running.pop(future)
+                try:
+                    future.result()
+                except BrokenProcessPool as exc:
+                    if error is None:
+                        error = GridWorkerError(
+                            f"a grid worker process died while computing {path} (killed, or "
+                            f"out of memory?); finished runs are kept and the next grid resumes "
+                            f"the rest; if {jobs} runs at a time need too much memory, use "
+                            f"--jobs 1 (XLCORE_JOBS=1)"
+                        )
+                        error.__cause__ = exc
+                except BaseException as exc:
+                    error = error or exc
+                else:
+                    done.add(path)
+                    bar.update()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if error is not None:
+        raise error
 
 
 def _frame(grid: Grid, kind: str, key: str = "records"):
@@ -811,7 +960,8 @@ def gradient_frame(grid: Grid):
 
 def compare_losses(config: Config, losses, *, pair: str, task: str, root: Path | None = None):
     """Sequential alignment with each loss in ``losses`` on one ``pair`` and ``task``: a small
-    grid per loss (baseline and sequential, the pair's own language), run or reused.
+    grid per loss (baseline and sequential, the pair's own language), run or reused; the small
+    grids are executed together (:func:`run_grids`, ``$XLCORE_JOBS`` runs at a time).
 
     Returns one row per loss: task, pair, align_loss, baseline, accuracy, delta.
     """
@@ -822,9 +972,8 @@ def compare_losses(config: Config, losses, *, pair: str, task: str, root: Path |
     from xlcore.analysis.relations import transfer_deltas
 
     lang = pair_lang(pair, config.src_lang)
-    rows = []
-    for loss in losses:
-        small = dataclasses.replace(
+    smalls = [
+        dataclasses.replace(
             config,
             align_loss=loss,
             pairs=(pair,),
@@ -834,7 +983,10 @@ def compare_losses(config: Config, losses, *, pair: str, task: str, root: Path |
             analyses=(),
             strategy_pairs=(),
         )
-        grid = run_grid(small, root=root, progress=False)
+        for loss in losses
+    ]
+    rows = []
+    for loss, grid in zip(losses, run_grids(smalls, root=root, progress=False), strict=True):
         d = transfer_deltas(evaluation_frame(grid), config.src_lang)
         own = d[d["own_pair"]]
         rows.append(
@@ -882,7 +1034,9 @@ def finetune_logs(grid: Grid):
 
 __all__ = [
     "plan",
+    "resolve_jobs",
     "run_grid",
+    "run_grids",
     "validate_languages",
     "data_source",
     "evaluation_frame",

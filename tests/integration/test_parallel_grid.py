@@ -1,0 +1,168 @@
+"""A grid run by several worker processes (``jobs``): the same runs and the same numbers as one
+run at a time, errors raised as themselves with finished runs kept, no worker outliving a killed
+grid."""
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from xlcore import runs
+from xlcore.config import make_config
+from xlcore.errors import ConfigError, DataError
+from xlcore.grid import plan, resolve_jobs, run_grid, run_grids
+from xlcore.paths import SAMPLE_ROOT
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+SMALL = {
+    "tasks": ["pos"],
+    "regimes": ["baseline", "sequential"],
+    "pairs": ["en-de"],
+    "tgt_langs": ["de", "ru"],
+}
+
+
+def _results(root: Path) -> dict[str, dict]:
+    """Every complete run's metrics (no wall times: those live in provenance.json)."""
+    return {
+        path.relative_to(root).as_posix(): json.loads((path / "metrics.json").read_text())
+        for path in runs.iter_runs(root)
+        if runs.is_complete(path)
+    }
+
+
+@pytest.fixture
+def threads():
+    """Restore torch's thread count after a test that sets it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_two_workers_compute_what_one_process_computes(tmp_path, threads):
+    config = make_config("smoke", SMALL)
+    # Each of two workers gets half of the parent's threads: one, as the sequential reference.
+    torch.set_num_threads(1)
+    run_grid(config, root=tmp_path / "one", progress=False, jobs=1)
+    torch.set_num_threads(2)
+    grid = run_grid(config, root=tmp_path / "two", progress=False, jobs=2)
+    assert all(step.run.complete for step in grid.steps)
+    one, two = _results(tmp_path / "one"), _results(tmp_path / "two")
+    assert len(one) == len(grid.steps) == 11
+    assert one == two
+    threads_used = {
+        runs.Run(kind="", key="", path=tmp_path / "two" / name, spec={}).provenance()["device"][
+            "torch_threads"
+        ]
+        for name in two
+    }
+    assert threads_used == {1}
+
+
+def test_grids_run_together_share_their_common_runs(tmp_path):
+    losses = ["infonce_strong", "l2"]
+    # as compare_losses plans them: no analyses, so the baseline does not depend on the loss
+    configs = [
+        make_config("smoke", {**SMALL, "align_loss": loss, "analyses": []}) for loss in losses
+    ]
+    grids = run_grids(configs, root=tmp_path, progress=False, jobs=2)
+    paths = [{s.run.path for s in g.steps} for g in grids]
+    assert all(s.run.complete for g in grids for s in g.steps)
+    shared = paths[0] & paths[1]  # encoder, word pairs, baseline fine-tuning and its evaluation
+    assert {p.parent.name for p in shared} >= {"finetune", "evaluate", "wordpairs"}
+    assert len(list(runs.iter_runs(tmp_path))) == len(paths[0] | paths[1])
+
+
+def test_a_failing_step_raises_its_own_error_and_keeps_finished_runs(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE_ROOT, data)
+    test_file = data / "ud" / "de" / "test.conllu"
+    lines = test_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    number = next(i for i, line in enumerate(lines, 1) if line[:1].isdigit())
+    cols = lines[number - 1].split("\t")
+    cols[3] = "VERBB"
+    lines[number - 1] = "\t".join(cols)
+    test_file.write_text("".join(lines), encoding="utf-8")
+    config = make_config("smoke", {**SMALL, "data": str(data)})
+    root = tmp_path / "runs"
+    with pytest.raises(DataError, match=rf"ud/de/test\.conllu:{number}: UPOS 'VERBB'"):
+        run_grid(config, root=root, progress=False, jobs=2)
+    done = {s.run.kind for s in plan(config, root=root).steps if s.run.complete}
+    assert {"wordpairs", "align", "finetune"} <= done
+    assert "evaluate" not in done  # both evaluations read the damaged file
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its entry waits to be reaped
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_exit_when_the_grid_is_killed(tmp_path):
+    root = tmp_path / "runs"
+    overrides = {**SMALL, "regimes": ["baseline"], "pos_max_steps": 3000, "eval_steps": 3000}
+    cmd = [sys.executable, "-m", "xlcore.cli", "grid", "--profile", "smoke", "--quiet"]
+    cmd += ["--runs", str(root), "--jobs", "2"]
+    for key, value in overrides.items():
+        cmd += ["--set", f"{key}={','.join(value) if isinstance(value, list) else value}"]
+    # Output to a file, not a pipe: a worker outliving the grid would hold a pipe open.
+    log = (tmp_path / "grid.log").open("w")
+    grid = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + 180
+    holder = None
+    try:
+        while holder is None:  # a worker holds the fine-tuning run's lock
+            assert grid.poll() is None, (tmp_path / "grid.log").read_text()
+            assert time.monotonic() < deadline, "no worker started the fine-tuning run"
+            for lock in root.glob("finetune/*/.lock"):
+                text = lock.read_text()
+                if text.startswith("pid "):
+                    holder = int(text.split()[1])
+            time.sleep(0.2)
+        assert holder != grid.pid
+        os.kill(grid.pid, signal.SIGKILL)
+        grid.wait()
+        deadline = time.monotonic() + 15
+        while _pid_alive(holder):
+            assert time.monotonic() < deadline, f"worker {holder} outlived the killed grid"
+            time.sleep(0.1)
+    finally:
+        if grid.poll() is None:
+            grid.kill()
+            grid.wait()
+        if holder is not None and _pid_alive(holder):
+            os.kill(holder, signal.SIGKILL)
+        log.close()
+    for lock in [root / ".grid.lock", *root.glob("*/*/.lock")]:  # none is left held
+        with lock.open() as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
+def test_bad_jobs_value_names_the_fix(value, monkeypatch):
+    monkeypatch.setenv("XLCORE_JOBS", value)
+    with pytest.raises(ConfigError, match="positive whole number or auto"):
+        resolve_jobs()
+
+
+def test_jobs_come_from_the_argument_then_the_environment(monkeypatch):
+    monkeypatch.setenv("XLCORE_JOBS", "3")
+    assert resolve_jobs() == 3
+    assert resolve_jobs(2) == 2
+    monkeypatch.delenv("XLCORE_JOBS")
+    assert resolve_jobs() == 1
+    auto = resolve_jobs("auto")
+    expected = 2 if not torch.cuda.is_available() and torch.get_num_threads() >= 2 else 1
+    assert auto == expected
