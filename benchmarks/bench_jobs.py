@@ -71,9 +71,7 @@ def main() -> None:
         if [s.run.path.name for s in steps_one] != [s.run.path.name for s in steps_many]:
             raise SystemExit("the two grids planned different runs; no ratio printed")
         dev = {
-            name: [
-                s.run.metrics()["best_dev_accuracy"] for s in steps if s.run.kind == "finetune"
-            ]
+            name: [s.run.metrics()["best_dev_accuracy"] for s in steps if s.run.kind == "finetune"]
             for name, steps in (("one", steps_one), ("many", steps_many))
         }
     gap = max(abs(a - b) for a, b in zip(dev["one"], dev["many"], strict=True))
