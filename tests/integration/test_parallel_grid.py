@@ -2,6 +2,7 @@
 run at a time, errors raised as themselves with finished runs kept, no worker outliving a killed
 grid."""
 
+import contextlib
 import fcntl
 import json
 import os
@@ -109,6 +110,17 @@ def _pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")  # a zombie has exited; only its entry waits to be reaped
 
 
+def _children(pid: int) -> list[int]:
+    """Every process started by ``pid`` that is still running (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                found.append(int(stat.parent.name))
+    return found
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_workers_exit_when_the_grid_is_killed(tmp_path):
     root = tmp_path / "runs"
@@ -121,7 +133,7 @@ def test_workers_exit_when_the_grid_is_killed(tmp_path):
     log = (tmp_path / "grid.log").open("w")
     grid = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 180
-    holder = None
+    holder, workers = None, []
     try:
         while holder is None:  # a worker holds the fine-tuning run's lock
             assert grid.poll() is None, (tmp_path / "grid.log").read_text()
@@ -132,18 +144,21 @@ def test_workers_exit_when_the_grid_is_killed(tmp_path):
                     holder = int(text.split()[1])
             time.sleep(0.2)
         assert holder != grid.pid
+        workers = _children(grid.pid)  # the two workers (and multiprocessing's helpers)
+        assert holder in workers
         os.kill(grid.pid, signal.SIGKILL)
         grid.wait()
         deadline = time.monotonic() + 15
-        while _pid_alive(holder):
-            assert time.monotonic() < deadline, f"worker {holder} outlived the killed grid"
+        while alive := [pid for pid in workers if _pid_alive(pid)]:
+            assert time.monotonic() < deadline, f"workers {alive} outlived the killed grid"
             time.sleep(0.1)
     finally:
         if grid.poll() is None:
             grid.kill()
             grid.wait()
-        if holder is not None and _pid_alive(holder):
-            os.kill(holder, signal.SIGKILL)
+        for pid in workers:
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
         log.close()
     for lock in [root / ".grid.lock", *root.glob("*/*/.lock")]:  # none is left held
         with lock.open() as f:
