@@ -810,14 +810,11 @@ def run_grids(
     n_jobs = resolve_jobs(jobs)
     with runs.grid_lock(root):
         grids = [plan(config, root=root, progress=progress) for config in configs]
-        steps: dict[Path, tuple[Step, str]] = {}
-        for grid in grids:
-            for step in grid.steps:
-                steps.setdefault(step.run.path, (step, grid.source.describe()))
+        steps = _steps_by_path(grids)
         todo = [path for path, (step, _) in steps.items() if not step.run.complete]
         if todo:  # a missing encoder is refused before any run directory is made
-            for config in configs:
-                encoders.check_available(config.model_name_or_path)
+            for name in dict.fromkeys(config.model_name_or_path for config in configs):
+                encoders.check_available(name)
         n_jobs = min(n_jobs, len(todo)) or 1
         print(
             f"xlcore grid: profile {configs[0].profile}, {len(steps)} steps "
@@ -848,10 +845,20 @@ def run_grids(
     return grids
 
 
+def _steps_by_path(grids: Sequence[Grid]) -> dict[Path, tuple[Step, str]]:
+    """Every step of ``grids`` once (a run two grids share: the first grid's step), in plan
+    order, with its grid's data source description."""
+    steps: dict[Path, tuple[Step, str]] = {}
+    for grid in grids:
+        for step in grid.steps:
+            steps.setdefault(step.run.path, (step, grid.source.describe()))
+    return steps
+
+
 # Worker processes of a parallel grid: each plans the same grids once, then computes the runs it
 # is handed by path. Workers never take the runs directory's grid lock (the parent holds it);
 # every run is still computed under its own lock (:func:`xlcore.runs.execute`).
-_WORKER_STEPS: dict[str, tuple[Step, str]] = {}
+_WORKER_STEPS: dict[Path, tuple[Step, str]] = {}
 
 
 def _worker_start(configs: list[Config], root: Path, threads: int, parent: int) -> None:
@@ -863,13 +870,12 @@ def _worker_start(configs: list[Config], root: Path, threads: int, parent: int) 
         os._exit(1)
 
     threading.Thread(target=exit_with_parent, name="xlcore-parent-watch", daemon=True).start()
-    for config in configs:
-        grid = plan(config, root=root, progress=False)
-        for step in grid.steps:
-            _WORKER_STEPS.setdefault(str(step.run.path), (step, grid.source.describe()))
+    _WORKER_STEPS.update(
+        _steps_by_path([plan(config, root=root, progress=False) for config in configs])
+    )
 
 
-def _worker_run(path: str) -> None:
+def _worker_run(path: Path) -> None:
     step, source = _WORKER_STEPS[path]
     runs.execute(step.run, step.fn, seed=step.seed, data_source=source)
 
@@ -901,7 +907,7 @@ def _execute_parallel(configs, root, steps, todo, jobs: int, bar) -> None:
             if error is None:
                 for path in [p for p in pending if deps[p] <= done][: jobs - len(running)]:
                     del pending[path]
-                    running[pool.submit(_worker_run, str(path))] = path
+                    running[pool.submit(_worker_run, path)] = path
             if not running:
                 if error is None:
                     raise RuntimeError(f"grid steps wait on each other: {sorted(pending)}")
