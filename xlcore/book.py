@@ -3,7 +3,8 @@
 The chapters are MyST Markdown notebooks in ``book/`` (reviewable, no outputs). :func:`build`
 
 1. resolves the data source and says plainly when it is the built-in sample corpus;
-2. runs the profile's grid in the terminal (every chapter then finds its runs finished);
+2. runs the grids of every chapter, the combining chapter's loss comparison included, as one
+   set of runs in the terminal (every chapter then finds its runs finished);
 3. converts each chapter with jupytext and executes it with papermill into ``_build/src/book/``,
    skipping a chapter whose source, parameters, xlcore code and data are unchanged since its
    last execution (its fingerprint is stored in the executed notebook's metadata);
@@ -364,7 +365,7 @@ def build(
 ) -> BookBuild:
     """Execute every chapter (``only``: re-execute just that one with ``parameters``) and build
     the HTML into ``_build/html``."""
-    from xlcore.grid import data_source, run_grids
+    from xlcore.grid import data_source, loss_comparison_configs, run_grids
     from xlcore.report import chapter_config
 
     root = Path(root).resolve()
@@ -410,9 +411,16 @@ def build(
         grid_keys = {k: v for k, v in p.items() if k != "profile"}
         known = chapter_parameters(root, name)
         overrides = {k: v for k, v in grid_keys.items() if k in _CONFIG_PARAMETERS and k in known}
-        configs[json.dumps(overrides, sort_keys=True, default=str)] = overrides
+        config = chapter_config(profile, **overrides)
+        configs[json.dumps(overrides, sort_keys=True, default=str)] = config
+        if {"losses", "loss_task"} <= known.keys():  # the combining chapter's loss comparison
+            chosen = {**known, **p}
+            for small in loss_comparison_configs(
+                config, chosen["losses"], task=chosen["loss_task"]
+            ):
+                configs[repr(small)] = small
     # One execution for every chapter's grid ($XLCORE_JOBS runs at a time).
-    run_grids([chapter_config(profile, **o) for o in configs.values()], progress=progress)
+    run_grids(list(configs.values()), progress=progress)
 
     vendor_widgets(root)
     src = root / "_build" / "src"

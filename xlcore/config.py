@@ -79,6 +79,9 @@ class Config:
     trim_vocab: bool = False
     group_by_length: bool = True  # length-grouped training batches (less padding)
     split_by_length: bool = False  # run each batch in length pieces (same loss, less padding)
+    # zero-shot test evaluation in length pieces (same predictions up to rounding, less padding);
+    # false: one padded batch at a time, as runs made before it (their run keys and numbers)
+    eval_split_by_length: bool = True
     # torch's fused Adam(W) on CPU/CUDA (the Trainer's default); false: torch's default loop,
     # which runs made before fused AdamW used (their run keys and numbers)
     fused_optimizer: bool = True
@@ -151,7 +154,9 @@ PROFILES: dict[str, dict] = {
         sib_max_steps=60,
         max_seq_length=48,
         eval_steps=30,
-        checkpoint_steps=20,
+        # one resume point mid-run: a 60-step run takes 20-90 s here and a checkpoint (model
+        # and AdamW state, 0.45 GB) about 1 s to write
+        checkpoint_steps=30,
         train_limit=2000,
         dev_limit=100,
         test_limit=100,

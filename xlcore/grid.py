@@ -345,6 +345,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                         device=ctx.device,
                         bf16=c.bf16,
                         fused_optimizer=c.fused_optimizer,
+                        checkpoint_steps=c.checkpoint_steps,
                         progress=ctx.progress,
                     )
                     encoders.save(model.cpu(), tok, run.path / "encoder")
@@ -498,6 +499,8 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     "eval_max_seq_length": c.eval_max_seq_length,
                     "bf16": c.bf16,
                 }
+                if c.eval_split_by_length:  # recorded only when on: older runs keep their keys
+                    ev_spec["eval_split_by_length"] = True
                 ev_files = _checksums(source, [(task, lg, "test") for lg in langs])
                 ev_fn = _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run)
                 grid.add(
@@ -740,6 +743,7 @@ def _evaluate_fn(ctx, task, regime, pair, seed, langs, ft_run):
                 c.per_device_eval_batch_size,
                 ctx.device,
                 c.bf16,
+                split_by_length=c.eval_split_by_length,
             )
             rec = {
                 "task": task,
@@ -964,21 +968,17 @@ def gradient_frame(grid: Grid):
     return _frame(grid, "finetune", "gradients")
 
 
-def compare_losses(config: Config, losses, *, pair: str, task: str, root: Path | None = None):
-    """Sequential alignment with each loss in ``losses`` on one ``pair`` and ``task``: a small
-    grid per loss (baseline and sequential, the pair's own language), run or reused; the small
-    grids are executed together (:func:`run_grids`, ``$XLCORE_JOBS`` runs at a time).
-
-    Returns one row per loss: task, pair, align_loss, baseline, accuracy, delta.
-    """
+def loss_comparison_configs(
+    config: Config, losses: Sequence[str], *, task: str, pair: str | None = None
+) -> list[Config]:
+    """The small grids of :func:`compare_losses`, one per loss: baseline and sequential
+    alignment on ``pair`` (default: the config's first), evaluated on the pair's own language.
+    ``xlcore book`` runs them with the chapters' grids, so the combining chapter finds them done."""
     import dataclasses
 
-    import pandas as pd
-
-    from xlcore.analysis.relations import transfer_deltas
-
+    pair = pair or config.pairs[0]
     lang = pair_lang(pair, config.src_lang)
-    smalls = [
+    return [
         dataclasses.replace(
             config,
             align_loss=loss,
@@ -991,6 +991,20 @@ def compare_losses(config: Config, losses, *, pair: str, task: str, root: Path |
         )
         for loss in losses
     ]
+
+
+def compare_losses(config: Config, losses, *, pair: str, task: str, root: Path | None = None):
+    """Sequential alignment with each loss in ``losses`` on one ``pair`` and ``task``: a small
+    grid per loss (:func:`loss_comparison_configs`), run or reused; the small grids are executed
+    together (:func:`run_grids`, ``$XLCORE_JOBS`` runs at a time).
+
+    Returns one row per loss: task, pair, align_loss, baseline, accuracy, delta.
+    """
+    import pandas as pd
+
+    from xlcore.analysis.relations import transfer_deltas
+
+    smalls = loss_comparison_configs(config, losses, task=task, pair=pair)
     rows = []
     for loss, grid in zip(losses, run_grids(smalls, root=root, progress=False), strict=True):
         d = transfer_deltas(evaluation_frame(grid), config.src_lang)
@@ -1051,6 +1065,7 @@ __all__ = [
     "finetune_logs",
     "alignment_losses",
     "compare_losses",
+    "loss_comparison_configs",
     "load_task_model",
     "Grid",
 ]

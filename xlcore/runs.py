@@ -45,7 +45,7 @@ class RunCorruptedError(XlcoreError, RuntimeError):
 # ---------------------------------------------------------------------------- atomic writes
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,8 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    with buf.getbuffer() as view:  # no copy of a checkpoint that may be gigabytes
+        atomic_write_bytes(path, view)
 
 
 def canonical_json(obj: object) -> str:

@@ -34,7 +34,7 @@ from xlcore.analysis.gradients import probe as gradient_probe
 from xlcore.combine import GradVac, pcgrad
 from xlcore.device import autocast, precision_name
 from xlcore.errors import TrainingError
-from xlcore.evaluate import collate, evaluate
+from xlcore.evaluate import collate, evaluate, length_pieces
 from xlcore.runs import Run, atomic_torch_save
 from xlcore.tokens import IGNORE_INDEX
 
@@ -102,38 +102,6 @@ def batch_at(
     per_epoch = math.ceil(n / batch_size)
     epoch, within = divmod(step, per_epoch)
     return epoch_batches(n, batch_size, seed, epoch, lengths)[within]
-
-
-# A forward + backward call costs about as much as this many more tokens per CPU thread (small
-# encoders): the fixed per-call cost that :func:`length_pieces` trades against padding. Threads
-# share the per-token work but not the per-call dispatch, hence "per thread". A heuristic.
-CALL_COST_TOKENS = 32
-
-
-def length_pieces(lengths: Sequence[int]) -> list[list[int]]:
-    """Split a batch into pieces of similar length: indices into ``lengths``, grouped.
-
-    The examples are sorted by length and cut into contiguous pieces that minimise
-    Σ (piece size · longest length in the piece + a per-call cost), i.e. the tokens computed
-    when each piece is padded only to its own longest example (dynamic programming over the
-    cut points); the per-call cost is :data:`CALL_COST_TOKENS` times torch's thread count.
-    """
-    call_cost = CALL_COST_TOKENS * torch.get_num_threads()
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    n = len(order)
-    best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted examples
-    cut = [0] * (n + 1)
-    for j in range(1, n + 1):
-        longest = lengths[order[j - 1]]
-        for i in range(j):
-            cost = best[i] + (j - i) * longest + call_cost
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    pieces, j = [], n
-    while j > 0:
-        pieces.append(order[cut[j] : j])
-        j = cut[j]
-    return pieces[::-1]
 
 
 def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
@@ -283,12 +251,14 @@ def align_encoder(
     device: torch.device,
     bf16: bool = False,
     fused_optimizer: bool = True,
+    checkpoint_steps: int = 25,
     progress: bool = True,
 ) -> dict:
     """Align ``encoder`` for ``steps`` steps (Adam, constant lr); resumable; returns metrics.
 
     The aligned encoder stays in ``encoder`` (the caller saves it). ``fused_optimizer``: torch's
-    fused Adam where it has one (:func:`_fused`); False: torch's default implementation.
+    fused Adam where it has one (:func:`_fused`); False: torch's default implementation. A
+    checkpoint is written every ``checkpoint_steps`` steps (not after the last).
     """
     encoder.to(device).train()
     objective.to(device)
@@ -320,7 +290,7 @@ def align_encoder(
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if (step + 1) % 25 == 0 and step + 1 < steps:
+        if (step + 1) % checkpoint_steps == 0 and step + 1 < steps:
             atomic_torch_save(
                 {
                     "encoder": encoder.state_dict(),

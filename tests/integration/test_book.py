@@ -129,6 +129,35 @@ def test_every_chapter_executes_under_smoke_without_errors(built):
         assert "its numbers mean nothing" in html, name
 
 
+def test_loss_comparison_runs_before_the_chapters(built):
+    """The combining chapter's loss comparison is part of the build's grid: its runs were all
+    finished before the chapter started executing."""
+    import datetime
+
+    from xlcore import grid as xgrid
+    from xlcore.report import chapter_config
+
+    root, _ = built
+    defaults = book.chapter_parameters(root, "combining")
+    smalls = xgrid.loss_comparison_configs(
+        chapter_config("smoke"), defaults["losses"], task=defaults["loss_task"]
+    )
+    assert len(smalls) == len(defaults["losses"]) > 1
+    meta = json.loads((root / "_build" / "src" / "book" / "combining.ipynb").read_text())
+    meta = meta["metadata"]["xlalign"]
+    started = datetime.datetime.strptime(meta["executed_at"], "%Y-%m-%d %H:%M:%S")
+    started -= datetime.timedelta(seconds=meta["seconds"])
+    finished = []
+    for small in smalls:
+        for step in xgrid.plan(small, root=root / "runs", progress=False).steps:
+            assert step.run.complete, step.label
+            stamp = step.run.provenance()["finished_at"]
+            finished.append(datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z"))
+    # executed_at is local time without an offset; provenance times carry theirs
+    started = started.astimezone(datetime.UTC)
+    assert max(finished) <= started
+
+
 def test_second_build_reuses_every_chapter(built):
     root, _ = built
     again = book.build("smoke", root=root, progress=False)

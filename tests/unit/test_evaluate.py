@@ -30,3 +30,37 @@ def test_majority_baseline():
     train = [TaggedSentence(("a", "b", "c"), ("NOUN", "NOUN", "VERB"))]
     test = [TaggedSentence(("x", "y"), ("NOUN", "DET"))]
     assert majority_baseline(train, test) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("task", ["pos", "sib"])
+def test_split_prediction_matches_padded_batches_on_less_padding(task, monkeypatch):
+    """``split_by_length`` runs each batch in length pieces: the same predictions (fp32) as one
+    padded batch, with fewer tokens through the model."""
+    import copy
+
+    import torch
+
+    import xlcore.evaluate
+    from xlcore import encoders
+    from xlcore.data import load_pos, load_sib
+    from xlcore.evaluate import encode_pos, encode_sib, predict
+    from xlcore.paths import SAMPLE_ROOT
+    from xlcore.train import TaskModel
+
+    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
+    encoder, tok = encoders.load("tiny-xlmr")
+    if task == "pos":
+        data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)
+    else:
+        data = encode_sib(tok, load_sib("en", "train", SAMPLE_ROOT), 64)
+    torch.manual_seed(0)
+    model = TaskModel(copy.deepcopy(encoder), task, 17 if task == "pos" else 7)
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].numel()))
+    cpu = torch.device("cpu")
+    padded = predict(model, data, task, tok.pad_token_id, 64, cpu)
+    padded_tokens, seen[:] = sum(seen), []
+    split = predict(model, data, task, tok.pad_token_id, 64, cpu, split_by_length=True)
+    assert split == padded
+    assert len(seen) > 1 and sum(seen) < padded_tokens
+    assert model.training  # the caller's mode is restored

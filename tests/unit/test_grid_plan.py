@@ -80,6 +80,19 @@ def test_fused_optimizer_is_recorded_only_when_on(tmp_path):
     assert not any("fused_optimizer" in s.run.spec["spec"] for s in off.steps)
 
 
+def test_eval_split_by_length_is_recorded_only_when_on(tmp_path):
+    """Test evaluation in length pieces (the default) marks the evaluation runs only; switched
+    off, their keys are those of runs made before it."""
+    on = plan(make_config("smoke"), root=tmp_path)
+    off = plan(make_config("smoke", {"eval_split_by_length": False}), root=tmp_path)
+    assert _paths(on, "evaluate").isdisjoint(_paths(off, "evaluate"))
+    for kind in ("align", "finetune", "distances", "wordpairs"):
+        assert _paths(on, kind) == _paths(off, kind), kind
+    evaluations = [s for s in on.steps if s.run.kind == "evaluate"]
+    assert evaluations and all(s.run.spec["spec"]["eval_split_by_length"] for s in evaluations)
+    assert not any("eval_split_by_length" in s.run.spec["spec"] for s in off.steps)
+
+
 def test_split_by_length_changes_finetune_keys_only_when_on(tmp_path):
     a = plan(make_config("smoke"), root=tmp_path)
     off = plan(make_config("smoke", {"split_by_length": False}), root=tmp_path)

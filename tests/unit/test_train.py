@@ -261,13 +261,13 @@ def test_length_grouped_batches_cover_each_epoch_once():
 
 
 def test_length_pieces_cover_the_batch_and_separate_short_from_long(monkeypatch):
-    import xlcore.train
+    import xlcore.evaluate
 
     lengths = [5, 60, 7, 58, 6, 61, 5, 59]
     monkeypatch.setattr(xlcore.train.torch, "get_num_threads", lambda: 1)
-    monkeypatch.setattr(xlcore.train, "CALL_COST_TOKENS", 1000)  # calls dearer than padding
+    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 1000)  # calls dearer than padding
     assert length_pieces(lengths) == [[0, 6, 4, 2, 3, 7, 1, 5]]
-    monkeypatch.setattr(xlcore.train, "CALL_COST_TOKENS", 20)
+    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 20)
     pieces = length_pieces(lengths)
     assert sorted(i for p in pieces for i in p) == list(range(8))
     assert [sorted(lengths[i] for i in p) for p in pieces] == [[5, 5, 6, 7], [58, 59, 60, 61]]
@@ -279,9 +279,9 @@ def test_length_pieces_cover_the_batch_and_separate_short_from_long(monkeypatch)
 def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypatch):
     import copy
 
-    import xlcore.train
+    import xlcore.evaluate
 
-    monkeypatch.setattr(xlcore.train, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
+    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
 
     from xlcore.data import load_sib
     from xlcore.evaluate import encode_sib
@@ -318,10 +318,10 @@ def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypa
 def test_piece_encoder_gives_the_padded_states_on_real_tokens(tiny, monkeypatch):
     import copy
 
-    import xlcore.train
+    import xlcore.evaluate
     from xlcore.train import _PieceEncoder
 
-    monkeypatch.setattr(xlcore.train, "CALL_COST_TOKENS", 1)
+    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 1)
     encoder, tok = copy.deepcopy(tiny[0]).eval(), tiny[1]  # eval: no dropout draws
     words = [["a"], ["the", "cat", "sat", "on", "the", "mat", "and", "the", "dog", "too"], ["b"]]
     enc = tok(words, is_split_into_words=True, padding=True, return_tensors="pt")
