@@ -76,8 +76,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
 
 
 # A forward + backward call costs about as much as this many more tokens per CPU thread (small
-# encoders): the fixed per-call cost that :func:`length_pieces` trades against padding. Threads
-# share the per-token work but not the per-call dispatch, hence "per thread". A heuristic.
+# encoders): the fixed per-call cost that :func:`length_pieces` trades against padding, in training
+# and (forward only) in prediction. Threads share the per-token work but not the per-call
+# dispatch, hence "per thread". A heuristic.
 CALL_COST_TOKENS = 32
 
 
@@ -143,6 +144,7 @@ def predict(
 
 
 def _predict_batch(model, encoded, rows, task, pad_id, device, preds) -> None:
+    """Fill ``preds`` for the examples ``rows``, run as one batch padded to its longest."""
     batch = collate([encoded[i] for i in rows], pad_id, task)
     logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
     best = logits.argmax(-1).cpu()
