@@ -22,24 +22,16 @@ import argparse
 import os
 import time
 
+import numpy as np
 import torch
 
 from xlcore import data as xdata
 from xlcore import encoders
 from xlcore.config import make_config
 from xlcore.device import bf16_supported
-from xlcore.evaluate import encode_pos, encode_sib, length_pieces, length_sorted_batches, predict
+from xlcore.evaluate import encode_pos, encode_sib, predict
 from xlcore.grid import NUM_LABELS
 from xlcore.train import TaskModel
-
-
-def computed_tokens(encoded, batch_size: int, split: bool) -> int:
-    lengths = [len(e["input_ids"]) for e in encoded]
-    total = 0
-    for idx in length_sorted_batches(lengths, batch_size):
-        pieces = length_pieces([lengths[i] for i in idx]) if split else [range(len(idx))]
-        total += sum(len(p) * max(lengths[idx[j]] for j in p) for p in pieces)
-    return total
 
 
 def main() -> None:
@@ -62,14 +54,15 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = TaskModel(encoder, args.task, NUM_LABELS[args.task]).eval()
     langs = ("en", *mini.tgt_langs)
-    encoded = {}
-    for lang in langs:
-        if args.task == "pos":
-            examples = xdata.load_pos(lang, "test", source=source, limit=args.limit)
-            encoded[lang] = encode_pos(tok, examples, args.max_length)
-        else:
-            examples = xdata.load_sib(lang, "test", source=source, limit=args.limit)
-            encoded[lang] = encode_sib(tok, examples, args.max_length)
+    load, encode = (
+        (xdata.load_pos, encode_pos) if args.task == "pos" else (xdata.load_sib, encode_sib)
+    )
+    encoded = {
+        lang: encode(tok, load(lang, "test", source=source, limit=args.limit), args.max_length)
+        for lang in langs
+    }
+    computed: list[int] = []  # tokens through the model, padding included, per forward call
+    model.register_forward_pre_hook(lambda module, inputs: computed.append(inputs[0].numel()))
 
     def run(split: bool, only=langs):
         return {
@@ -81,27 +74,22 @@ def main() -> None:
 
     for split in (False, True):
         run(split, langs[:1])
-    times, preds = {}, {}
+    times, preds, tokens = {}, {}, {}
     for split in (False, True):
+        computed.clear()
         start = time.perf_counter()
         preds[split] = run(split)
         times[split] = time.perf_counter() - start
-    flat = {
-        s: [
-            x for lang in langs for p in preds[s][lang] for x in (p if isinstance(p, list) else [p])
-        ]
-        for s in preds
+        tokens[split] = sum(computed)
+    flat = {  # POS: a list of tags per sentence; SIB: one label
+        s: [x for lang in langs for p in preds[s][lang] for x in np.atleast_1d(p)] for s in preds
     }
     differ = sum(a != b for a, b in zip(flat[False], flat[True], strict=True))
-    tokens = {
-        s: sum(computed_tokens(encoded[lang], args.batch_size, s) for lang in langs)
-        for s in (False, True)
-    }
     real = sum(len(e["input_ids"]) for lang in langs for e in encoded[lang])
     print(
         f"evaluate speed-up: {times[False] / times[True]:.2f}x (pieces {times[True]:.1f} s, "
         f"padded batches {times[False]:.1f} s; {args.task}, {len(langs)} languages x "
-        f"{args.limit} sentences, {'bf16' if bf16 else 'fp32'}, {args.threads} threads; tokens "
+        f"{args.limit} sentences, {'bf16' if bf16 else 'fp32'}, {args.threads} thread(s); tokens "
         f"computed {tokens[True]} vs {tokens[False]} for {real} real; "
         f"{differ} of {len(flat[False])} predicted labels differ)"
     )

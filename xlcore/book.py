@@ -412,7 +412,7 @@ def build(
         known = chapter_parameters(root, name)
         overrides = {k: v for k, v in grid_keys.items() if k in _CONFIG_PARAMETERS and k in known}
         config = chapter_config(profile, **overrides)
-        configs[json.dumps(overrides, sort_keys=True, default=str)] = config
+        configs[repr(config)] = config
         if {"losses", "loss_task"} <= known.keys():  # the combining chapter's loss comparison
             chosen = {**known, **p}
             for small in loss_comparison_configs(

@@ -154,8 +154,8 @@ PROFILES: dict[str, dict] = {
         sib_max_steps=60,
         max_seq_length=48,
         eval_steps=30,
-        # one resume point mid-run: a 60-step run takes 20-90 s here and a checkpoint (model
-        # and AdamW state, 0.45 GB) about 1 s to write
+        # one resume point mid-run: a 60-step run takes 20-110 s here and a checkpoint (model
+        # and AdamW state, 0.45 GB) 0.6-1.8 s to write
         checkpoint_steps=30,
         train_limit=2000,
         dev_limit=100,

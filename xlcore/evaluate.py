@@ -134,9 +134,10 @@ def predict(
     try:
         with autocast(device, bf16):
             for idx in length_sorted_batches(lengths, batch_size):
-                pieces = length_pieces([lengths[i] for i in idx]) if split_by_length else [idx]
+                whole = [range(len(idx))]
+                pieces = length_pieces([lengths[i] for i in idx]) if split_by_length else whole
                 for piece in pieces:
-                    rows = [idx[j] for j in piece] if split_by_length else piece
+                    rows = [idx[j] for j in piece]
                     _predict_batch(model, encoded, rows, task, pad_id, device, preds)
     finally:
         model.train(was_training)
