@@ -28,13 +28,16 @@ def bf16_supported(device: torch.device) -> bool:
     )
 
 
+def uses_bf16(device: torch.device, bf16: bool) -> bool:
+    """Whether :func:`autocast` computes in bf16 for a ``bf16`` request on ``device``."""
+    return bf16 and bf16_supported(device)
+
+
 def precision_name(device: torch.device, bf16: bool) -> str:
     """What :func:`autocast` will actually use, for provenance: ``bf16-autocast`` or ``fp32``."""
-    return "bf16-autocast" if bf16 and bf16_supported(device) else "fp32"
+    return "bf16-autocast" if uses_bf16(device, bf16) else "fp32"
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:
     """bf16 autocast when asked for and native; else fp32 (emulated bf16 would be slower)."""
-    return torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=bf16 and bf16_supported(device)
-    )
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, bf16))

@@ -27,7 +27,7 @@ from xlcore import encoders, runs
 from xlcore.align import extract_word_pairs
 from xlcore.analysis import distances as xdist
 from xlcore.config import STRATEGY_REGIMES, Config, pair_lang
-from xlcore.device import precision_name, resolve_device
+from xlcore.device import precision_name, resolve_device, uses_bf16
 from xlcore.errors import ConfigError, GridWorkerError
 from xlcore.evaluate import encode_pos, encode_sib, evaluate, majority_baseline
 from xlcore.paths import SAMPLE_ROOT, runs_dir
@@ -201,6 +201,10 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     grid = Grid(config=config, source=source, root=root or runs_dir())
     ctx = _Context(config, source, progress)
     c = config
+    # The keys record the precision actually used: a bf16 request on a CPU without native bf16
+    # runs in fp32, the computation of bf16=false, and must not share keys with bf16 runs made
+    # on another machine (a chapter would mix the two).
+    bf16 = uses_bf16(ctx.device, c.bf16)
     model_spec = {"model_name_or_path": c.model_name_or_path}
     pair_langs = [pair_lang(p, c.src_lang) for p in c.pairs]
 
@@ -327,7 +331,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     "seed": seed,
                     "learning_rate": c.align_learning_rate or c.learning_rate,
                     "max_seq_length": c.max_seq_length,
-                    "bf16": c.bf16,
+                    "bf16": bf16,
                 }
                 if c.fused_optimizer:  # recorded only when on: older runs keep their keys
                     al_spec["fused_optimizer"] = True
@@ -378,7 +382,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
         "distance_limit": c.distance_limit,
         "distance_word_pairs": c.distance_word_pairs,
         "max_length": _DISTANCE_MAX_LENGTH,
-        "bf16": c.bf16,
+        "bf16": bf16,
     }
     dist_files = _checksums(
         source,
@@ -424,7 +428,6 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
         "pooling",
         "train_limit",
         "dev_limit",
-        "bf16",
         "eval_max_seq_length",
         "group_by_length",
     )
@@ -444,6 +447,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     "seed": seed,
                     "max_steps": c.max_steps(task),
                     **{k: getattr(c, k) for k in ft_keys},
+                    "bf16": bf16,
                 }
                 deps = dict(base_deps)
                 if regime == "sequential":
@@ -497,7 +501,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
                     "langs": langs,
                     "test_limit": c.test_limit,
                     "eval_max_seq_length": c.eval_max_seq_length,
-                    "bf16": c.bf16,
+                    "bf16": bf16,
                 }
                 if c.eval_split_by_length:  # recorded only when on: older runs keep their keys
                     ev_spec["eval_split_by_length"] = True

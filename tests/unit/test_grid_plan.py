@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from xlcore.config import make_config
 from xlcore.grid import plan
 
@@ -23,8 +25,21 @@ def test_training_settings_change_training_keys_only_downstream(tmp_path):
     c = plan(make_config("smoke", {"learning_rate": 5e-4}), root=tmp_path)
     assert _paths(a, "wordpairs") == _paths(c, "wordpairs")
     assert _paths(a, "finetune").isdisjoint(_paths(c, "finetune"))
-    d = plan(make_config("smoke", {"bf16": True}), root=tmp_path)
-    assert _paths(a, "finetune").isdisjoint(_paths(d, "finetune"))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_keys_record_the_precision_used(tmp_path, monkeypatch, native):
+    """bf16 changes the keys where it runs natively; elsewhere it runs in fp32, as bf16=false."""
+    monkeypatch.setattr("xlcore.device.bf16_supported", lambda device: native)
+    fp32 = plan(make_config("smoke", {"bf16": False}), root=tmp_path)
+    asked = plan(make_config("smoke", {"bf16": True}), root=tmp_path)
+    assert _paths(fp32, "wordpairs") == _paths(asked, "wordpairs")
+    for kind in ("align", "finetune", "evaluate", "distances"):
+        assert _paths(asked, kind), kind
+        if native:
+            assert _paths(fp32, kind).isdisjoint(_paths(asked, kind)), kind
+        else:
+            assert _paths(fp32, kind) == _paths(asked, kind), kind
 
 
 def test_grid_shape(tmp_path):
