@@ -9,7 +9,9 @@ what batching gains from what bf16 gains; ``--fp32`` times fp32 only.
 
 Before any ratio is printed: the fp32 batched states equal the loop's (atol 1e-3), and the bf16
 states have cosine ≥ 0.999 with the fp32 ones for every sentence and layer. Every path is run
-once on a few sentences first (one-off kernel set-up is not timed).
+once on a few sentences first (one-off kernel set-up is not timed). A last line per precision
+(:mod:`ceiling`) gives the most any batching could gain at it on this machine: the per-sentence
+fp32 time against the encoder's useful FLOPs at the machine's matmul rate.
 
     python benchmarks/bench_distances.py [--n 1000] [--threads 2] [--batch-size 32] [--fp32]
 """
@@ -22,6 +24,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from ceiling import ceiling_line, matmul_rate, useful_flops
 
 from xlcore import data as xdata
 from xlcore import encoders
@@ -93,21 +96,32 @@ def main() -> None:
             f"per-sentence {t_base32:.1f} s, fp32, {len(texts)} sentences, {layers} layers, "
             f"max abs diff {diff:.1e}, {args.threads} threads; bf16 not native here)"
         )
-        return
-    (states16, t_ours16), (_, t_base16) = results[True]
-    min_cos = F.cosine_similarity(states16, states32, dim=-1).min().item()
-    if min_cos < 0.999:
-        raise SystemExit(f"bf16 states drift from fp32 (min cosine {min_cos:.5f}); no ratio")
-    print(
-        f"distances speed-up: {t_base32 / t_ours16:.1f}x (batched bf16-autocast {t_ours16:.1f} s "
-        f"vs per-sentence fp32 {t_base32:.1f} s; {len(texts)} sentences, {layers} layers, "
-        f"{args.threads} threads; bf16 vs fp32 states: min cosine {min_cos:.5f})"
+    else:
+        (states16, t_ours16), (_, t_base16) = results[True]
+        min_cos = F.cosine_similarity(states16, states32, dim=-1).min().item()
+        if min_cos < 0.999:
+            raise SystemExit(f"bf16 states drift from fp32 (min cosine {min_cos:.5f}); no ratio")
+        print(
+            f"distances speed-up: {t_base32 / t_ours16:.1f}x (batched bf16-autocast "
+            f"{t_ours16:.1f} s vs per-sentence fp32 {t_base32:.1f} s; {len(texts)} sentences, "
+            f"{layers} layers, {args.threads} threads; bf16 vs fp32 states: min cosine "
+            f"{min_cos:.5f})"
+        )
+        print(
+            f"same precision: fp32 {t_base32 / t_ours32:.1f}x (batched {t_ours32:.1f} s, "
+            f"per-sentence {t_base32:.1f} s, max abs diff {diff:.1e}); bf16 "
+            f"{t_base16 / t_ours16:.1f}x (batched {t_ours16:.1f} s, per-sentence {t_base16:.1f} s)"
+        )
+    lengths = tok(texts, truncation=True, max_length=args.max_length)["input_ids"]
+    flops = useful_flops(
+        lambda inputs: model(**inputs, output_hidden_states=True), map(len, lengths)
     )
-    print(
-        f"same precision: fp32 {t_base32 / t_ours32:.1f}x (batched {t_ours32:.1f} s, "
-        f"per-sentence {t_base32:.1f} s, max abs diff {diff:.1e}); bf16 "
-        f"{t_base16 / t_ours16:.1f}x (batched {t_ours16:.1f} s, per-sentence {t_base16:.1f} s)"
-    )
+    shape = (model.config.hidden_size, model.config.intermediate_size)
+    for bf16 in precisions:
+        (_, t_batched), _ = results[bf16]
+        rate = matmul_rate(*shape, bf16=bf16)
+        what = "bf16 batched vs fp32 per-sentence" if bf16 else "fp32"
+        print(ceiling_line(flops, rate, t_batched, t_base32, what=what))
 
 
 if __name__ == "__main__":

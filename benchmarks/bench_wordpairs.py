@@ -15,6 +15,10 @@ vectorised NumPy one per matrix (as SimAlign computes it) and the project's plai
 
     matching speed-up: X.Xx vs per-matrix NumPy, Y.Yx vs the reference loop (...)
 
+A third line (:mod:`ceiling`) bounds what batching could gain here: the per-pair time against
+the batched path's useful encoder FLOPs (source and target up to ``--layer``, no padding) at
+this machine's matmul rate.
+
 Usage: ``python benchmarks/bench_wordpairs.py [--n 1000] [--method itermax] [--layer 8]
 [--repeat 5] [--bf16] [--threads 1]``.
 The data root is ``$XLCORE_DATA`` or ``../shared/data`` beside the repository.
@@ -31,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ceiling import ceiling_line, matmul_rate, useful_flops
 
 from xlcore.align import (
     ITERMAX_ALPHA,
@@ -45,6 +50,7 @@ from xlcore.align import (
     similarity,
     word_grids,
 )
+from xlcore.align import _states_at as states_at
 from xlcore.device import bf16_supported
 from xlcore.encoders import load
 from xlcore.paths import env_data_root
@@ -224,6 +230,11 @@ def main(argv: list[str] | None = None) -> None:
         f"reference {timings['reference'] * 1e3:.0f} ms per {len(pairs)} pairs, mean of "
         f"{args.repeat}; same word vectors, identical pairs)"
     )
+    enc = encode_parallel(tokenizer, *zip(*pairs, strict=True), args.max_length)
+    lengths = [n for side in (enc.src, enc.tgt) for n in side["attention_mask"].sum(1).tolist()]
+    flops = useful_flops(lambda inputs: states_at(model, inputs, layer), lengths)
+    rate = matmul_rate(model.config.hidden_size, model.config.intermediate_size)
+    print(ceiling_line(flops, rate, t_batched, t_pair, what=f"fp32, encoder up to layer {layer}"))
     if args.bf16:
         compare_bf16(model, tokenizer, pairs, batched, t_batched, options, args.batch_size)
 

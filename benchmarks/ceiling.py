@@ -1,0 +1,82 @@
+"""The most batching can gain on this machine: an encoder's FLOPs against its matmul rate.
+
+A batched forward pass cannot run its matrix products faster than one large product of the
+model's own feed-forward shape runs on the same threads at the same precision. So the time
+the work would take at that rate bounds any batched path from below, and the baseline's time
+divided by it bounds the speed-up batching alone can give here. The benchmarks of batched
+encoder work (``bench_distances.py``, ``bench_wordpairs.py``) print this bound next to their
+ratio, so a target out of reach on a machine shows as such.
+
+FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` on one unpadded
+sentence per distinct token length (the useful work: padding is left out); its registry has no
+formula for the CPU kernel of scaled-dot-product attention, which is added from
+:func:`torch.utils.flop_counter.sdpa_flop_count`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+
+def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+COUNT_ALSO = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+
+
+@torch.no_grad()
+def useful_flops(forward: Callable[[dict], object], lengths: Iterable[int]) -> int:
+    """FLOPs of ``forward`` over one sentence per entry of ``lengths`` (token counts), unpadded.
+
+    ``forward`` takes model inputs (``input_ids``, ``attention_mask``) of one sentence; each
+    distinct length is counted once. Every product counts 2 FLOPs per multiply-add.
+    """
+    counts = Counter(int(n) for n in lengths)
+    total = 0
+    for n, times in counts.items():
+        inputs = {
+            "input_ids": torch.full((1, n), 5, dtype=torch.long),
+            "attention_mask": torch.ones(1, n, dtype=torch.long),
+        }
+        with FlopCounterMode(display=False, custom_mapping=COUNT_ALSO) as counter:
+            forward(inputs)
+        total += counter.get_total_flops() * times
+    return total
+
+
+def matmul_rate(
+    hidden: int, inner: int, *, bf16: bool = False, rows: int = 4096, repeat: int = 10
+) -> float:
+    """FLOP/s of a (rows × hidden) @ (hidden × inner) product on torch's current threads, best
+    of ``repeat`` after a warm-up; under CPU bf16 autocast with ``bf16``."""
+    a, b = torch.randn(rows, hidden), torch.randn(hidden, inner)
+    best = float("inf")
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for k in range(repeat + 2):
+            start = time.perf_counter()
+            a @ b
+            if k >= 2:
+                best = min(best, time.perf_counter() - start)
+    return 2 * rows * hidden * inner / best
+
+
+def ceiling_line(
+    flops: int, rate: float, t_batched: float, t_baseline: float, *, what: str = ""
+) -> str:
+    """One line: the work, the batched path's FLOP rate, the machine's rate and the bound."""
+    floor = flops / rate
+    label = f" ({what})" if what else ""
+    n = torch.get_num_threads()
+    threads = f"{n} thread" + ("s" if n != 1 else "")
+    return (
+        f"ceiling{label}: {flops / 1e12:.2f} TFLOP of useful work, batched at "
+        f"{flops / t_batched / 1e9:.0f} GFLOP/s ({floor / t_batched:.0%} of this machine's "
+        f"matmul, {rate / 1e9:.0f} GFLOP/s on {threads}): batching can give at most "
+        f"{t_baseline / floor:.1f}x here, measured {t_baseline / t_batched:.1f}x"
+    )
