@@ -87,14 +87,24 @@ def data_inventory(config: Config):
 
 
 def runs_table(grid):
-    """Every run of ``grid``: kind, name, seed, wall time, commit, device and finish time (from
-    each run's ``provenance.json``); incomplete runs are listed as such."""
+    """Every run of ``grid``: kind, name, precision, seed, wall time, commit, device and finish
+    time (from each run's ``provenance.json``); incomplete runs are listed as such.
+
+    ``precision`` is what the run's key records (``bf16-autocast`` or ``fp32``: a bf16 request
+    where bf16 is not native is keyed as fp32); empty for the kinds without a precision setting
+    (word pairs compute in fp32, the encoder conversion computes nothing)."""
     import pandas as pd
 
     rows = []
     for step in grid.steps:
         run = step.run
-        row = {"kind": run.kind, "run": run.path.name, "complete": run.complete}
+        bf16 = run.spec.get("spec", {}).get("bf16")
+        row = {
+            "kind": run.kind,
+            "run": run.path.name,
+            "complete": run.complete,
+            "precision": None if bf16 is None else ("bf16-autocast" if bf16 else "fp32"),
+        }
         if run.complete:
             prov = run.provenance()
             device = prov.get("device", {})

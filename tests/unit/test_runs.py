@@ -74,3 +74,22 @@ def test_grid_lock_is_exclusive(tmp_path):
                 pass
     with runs.grid_lock(tmp_path):  # released
         pass
+
+
+def test_runs_table_shows_the_precision_each_key_records(tmp_path):
+    from types import SimpleNamespace
+
+    from xlcore.report import runs_table
+
+    steps = [
+        SimpleNamespace(run=runs.prepare(kind, name, spec, root=tmp_path))
+        for kind, name, spec in [
+            ("finetune", "bf16-run", {"bf16": True, "seed": 1}),
+            ("finetune", "fp32-run", {"bf16": False, "seed": 1}),
+            ("wordpairs", "pairs", {"layer": 8}),
+        ]
+    ]
+    table = runs_table(SimpleNamespace(steps=steps))
+    assert table["precision"].tolist()[:2] == ["bf16-autocast", "fp32"]
+    assert table["precision"].isna().tolist() == [False, False, True]
+    assert not table["complete"].any()
