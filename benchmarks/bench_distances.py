@@ -28,6 +28,7 @@ from ceiling import ceiling_line, matmul_rate, useful_flops
 
 from xlcore import data as xdata
 from xlcore import encoders
+from xlcore.analysis.distances import _token_lengths as token_lengths
 from xlcore.analysis.distances import sentence_states
 from xlcore.device import autocast, bf16_supported
 
@@ -112,9 +113,9 @@ def main() -> None:
             f"per-sentence {t_base32:.1f} s, max abs diff {diff:.1e}); bf16 "
             f"{t_base16 / t_ours16:.1f}x (batched {t_ours16:.1f} s, per-sentence {t_base16:.1f} s)"
         )
-    lengths = tok(texts, truncation=True, max_length=args.max_length)["input_ids"]
     flops = useful_flops(
-        lambda inputs: model(**inputs, output_hidden_states=True), map(len, lengths)
+        lambda inputs: model(**inputs, output_hidden_states=True),
+        token_lengths(tok, texts, args.max_length),
     )
     shape = (model.config.hidden_size, model.config.intermediate_size)
     for bf16 in precisions:

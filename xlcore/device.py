@@ -33,9 +33,14 @@ def uses_bf16(device: torch.device, bf16: bool) -> bool:
     return bf16 and bf16_supported(device)
 
 
+def precision_label(used_bf16: bool) -> str:
+    """The name a precision goes by in metrics and tables: ``bf16-autocast`` or ``fp32``."""
+    return "bf16-autocast" if used_bf16 else "fp32"
+
+
 def precision_name(device: torch.device, bf16: bool) -> str:
-    """What :func:`autocast` will actually use, for provenance: ``bf16-autocast`` or ``fp32``."""
-    return "bf16-autocast" if uses_bf16(device, bf16) else "fp32"
+    """What :func:`autocast` will actually use, for provenance (:func:`precision_label`)."""
+    return precision_label(uses_bf16(device, bf16))
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:

@@ -95,6 +95,8 @@ def runs_table(grid):
     (word pairs compute in fp32, the encoder conversion computes nothing)."""
     import pandas as pd
 
+    from xlcore.device import precision_label
+
     rows = []
     for step in grid.steps:
         run = step.run
@@ -103,7 +105,7 @@ def runs_table(grid):
             "kind": run.kind,
             "run": run.path.name,
             "complete": run.complete,
-            "precision": None if bf16 is None else ("bf16-autocast" if bf16 else "fp32"),
+            "precision": None if bf16 is None else precision_label(bf16),
         }
         if run.complete:
             prov = run.provenance()

@@ -7,6 +7,7 @@ import pytest
 from transformers import BertConfig, BertModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import ceiling  # noqa: E402
 from ceiling import ceiling_line, matmul_rate, useful_flops  # noqa: E402
 
 H, INNER, LAYERS = 32, 64, 2
@@ -39,6 +40,10 @@ def test_the_bound_is_the_baseline_time_over_the_work_at_the_matmul_rate():
     assert "batched at 67 GFLOP/s" in line
 
 
-def test_matmul_rate_is_a_positive_rate():
-    rate = matmul_rate(32, 64, rows=64, repeat=2)
-    assert 0 < rate < float("inf")
+def test_matmul_rate_is_the_best_timed_product_after_the_warm_ups(monkeypatch):
+    # five products: two warm-ups (0.5 s each, not counted), then 2 s, 1 s and 3 s
+    durations = [0.5, 0.5, 2.0, 1.0, 3.0]
+    clock = iter(t for k, d in enumerate(durations) for t in (10.0 * k, 10.0 * k + d))
+    monkeypatch.setattr(ceiling.time, "perf_counter", lambda: next(clock))
+    rate = matmul_rate(32, 64, rows=64, repeat=3)
+    assert rate == 2 * 64 * 32 * 64 / 1.0
