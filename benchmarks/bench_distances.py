@@ -11,7 +11,9 @@ Before any ratio is printed: the fp32 batched states equal the loop's (atol 1e-3
 states have cosine ≥ 0.999 with the fp32 ones for every sentence and layer. Every path is run
 once on a few sentences first (one-off kernel set-up is not timed). A last line per precision
 (:mod:`ceiling`) gives the most any batching could gain at it on this machine: the per-sentence
-fp32 time against the encoder's useful FLOPs at the machine's matmul rate.
+fp32 time against the encoder's useful FLOPs at the machine's matmul rate. A `split` line
+after it times one more batched pass with a clock around each linear layer: their share of the
+pass and their rate against that matmul, and the time of everything else.
 
     python benchmarks/bench_distances.py [--n 1000] [--threads 2] [--batch-size 32] [--fp32]
 """
@@ -24,7 +26,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from ceiling import ceiling_line, matmul_rate, useful_flops
+from ceiling import ceiling_line, linear_split, matmul_rate, split_line, useful_flops
 
 from xlcore import data as xdata
 from xlcore import encoders
@@ -123,6 +125,10 @@ def main() -> None:
         rate = matmul_rate(*shape, bf16=bf16)
         what = "bf16 batched vs fp32 per-sentence" if bf16 else "fp32"
         print(ceiling_line(flops, rate, t_batched, t_base32, what=what))
+        # one more batched pass, its linear layers timed: where the rest of the time goes
+        total, linear, linear_flops = linear_split(model, lambda bf16=bf16: ours(bf16))
+        what = "bf16 batched" if bf16 else "fp32 batched"
+        print(split_line(total, linear, linear_flops, rate, what=what))
 
 
 if __name__ == "__main__":

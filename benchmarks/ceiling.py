@@ -7,7 +7,10 @@ more). So the time the work would take at that rate bounds any batched path from
 those few per cent, and the baseline's time divided by it bounds the speed-up batching alone
 can give here. The benchmarks of batched
 encoder work (``bench_distances.py``, ``bench_wordpairs.py``) print this bound next to their
-ratio, so a target out of reach on a machine shows as such.
+ratio, so a target out of reach on a machine shows as such. :func:`linear_split` tells where a
+batched pass's time goes: its linear layers' products, timed by a clock around each (no
+profiler: ``torch.profiler``'s own cost falls on the small operations and inflates them), against
+everything else.
 
 FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` on one unpadded
 sentence per distinct token length (the useful work: padding is left out); its registry has no
@@ -71,6 +74,52 @@ def matmul_rate(
             if k >= 2:
                 best = min(best, elapsed)
     return 2 * rows * hidden * inner / best
+
+
+@torch.no_grad()
+def linear_split(model: torch.nn.Module, run: Callable[[], object]) -> tuple[float, float, int]:
+    """``run()``'s wall time, the part of it spent in ``model``'s ``nn.Linear`` layers, and
+    those layers' FLOPs (2 per multiply-add, over every row they were given, padding included).
+
+    Each linear layer's forward is timed by a clock started in a pre-hook and read in a hook;
+    the hooks are removed afterwards.
+    """
+    spent, flops, started = [0.0], [0], {}
+
+    def before(module, args):
+        started[module] = time.perf_counter()
+
+    def after(module, args, output):
+        spent[0] += time.perf_counter() - started.pop(module)
+        rows = args[0].numel() // module.in_features
+        flops[0] += 2 * rows * module.in_features * module.out_features
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            handles += [
+                module.register_forward_pre_hook(before),
+                module.register_forward_hook(after),
+            ]
+    try:
+        start = time.perf_counter()
+        run()
+        total = time.perf_counter() - start
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total, spent[0], flops[0]
+
+
+def split_line(total: float, linear: float, flops: int, rate: float, *, what: str = "") -> str:
+    """One line: the linear layers' share of a pass and their rate against the machine's."""
+    label = f" ({what})" if what else ""
+    linear_rate = flops / linear
+    return (
+        f"split{label}: linear layers {linear:.2f} s of {total:.2f} s ({linear / total:.0%}) at "
+        f"{linear_rate / 1e9:.0f} GFLOP/s ({linear_rate / rate:.0%} of the matmul); the rest "
+        f"(attention, activations, norms, pooling, tokenisation) {total - linear:.2f} s"
+    )
 
 
 def ceiling_line(

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import BertConfig, BertModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -13,8 +14,7 @@ from ceiling import ceiling_line, matmul_rate, useful_flops  # noqa: E402
 H, INNER, LAYERS = 32, 64, 2
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_useful_flops_counts_every_product_of_an_unpadded_pass(attention):
+def small_bert(attention: str = "sdpa") -> BertModel:
     config = BertConfig(
         vocab_size=16,
         hidden_size=H,
@@ -24,7 +24,12 @@ def test_useful_flops_counts_every_product_of_an_unpadded_pass(attention):
         max_position_embeddings=32,
         attn_implementation=attention,
     )
-    model = BertModel(config, add_pooling_layer=False).eval()
+    return BertModel(config, add_pooling_layer=False).eval()
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_useful_flops_counts_every_product_of_an_unpadded_pass(attention):
+    model = small_bert(attention)
     lengths = [3, 7, 7]
     # per token and layer: Q, K, V, output (H×H each) and the two feed-forward products; per
     # layer and sentence: scores and weighted values (T×T×H each); 2 FLOPs per multiply-add
@@ -47,3 +52,24 @@ def test_matmul_rate_is_the_best_timed_product_after_the_warm_ups(monkeypatch):
     monkeypatch.setattr(ceiling.time, "perf_counter", lambda: next(clock))
     rate = matmul_rate(32, 64, rows=64, repeat=3)
     assert rate == 2 * 64 * 32 * 64 / 1.0
+
+
+def test_linear_split_times_and_counts_every_linear_layer_and_removes_its_hooks():
+    model = small_bert()
+    batch, length = 3, 5
+    inputs = {
+        "input_ids": torch.full((batch, length), 5, dtype=torch.long),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+    }
+    total, linear, flops = ceiling.linear_split(model, lambda: model(**inputs))
+    # every row of every linear layer: Q, K, V, output and the two feed-forward products
+    assert flops == 2 * LAYERS * batch * length * (4 * H * H + 2 * H * INNER)
+    assert 0 < linear <= total
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_split_line_reports_the_share_and_the_rate_against_the_matmul():
+    # 4 s of 5 s in products of 4e11 FLOPs: 100 GFLOP/s, half of a 200 GFLOP/s matmul
+    line = ceiling.split_line(5.0, 4.0, 4 * 10**11, 2e11, what="fp32 batched")
+    assert "4.00 s of 5.00 s (80%)" in line and "at 100 GFLOP/s (50% of the matmul)" in line
+    assert "1.00 s" in line
