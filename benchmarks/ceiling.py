@@ -2,15 +2,14 @@
 
 A batched forward pass cannot run its matrix products much faster than one large product of
 the model's own feed-forward shape runs on the same threads at the same precision (on the
-AVX2-only EPYC the model's other product shapes, from 1,024 to 16,384 rows, reached at most 4 %
-more). So the time the work would take at that rate bounds any batched path from below, up to
-those few per cent, and the baseline's time divided by it bounds the speed-up batching alone
-can give here. The benchmarks of batched
-encoder work (``bench_distances.py``, ``bench_wordpairs.py``) print this bound next to their
-ratio, so a target out of reach on a machine shows as such. :func:`linear_split` tells where a
-batched pass's time goes: its linear layers' products, timed by a clock around each (no
-profiler: ``torch.profiler``'s own cost falls on the small operations and inflates them), against
-everything else.
+AVX2-only EPYC the model's other product shapes, from 256 to 16,384 rows, reached at most
+4–6 % more in two scans). So the time the work would take at that rate bounds any batched path
+from below, up to those few per cent, and the baseline's time divided by it bounds the speed-up
+batching alone can give here. The benchmarks of batched encoder work (``bench_distances.py``,
+``bench_wordpairs.py``) print this bound next to their ratio, so a target out of reach on a
+machine shows as such. :func:`linear_split` tells where a batched pass's time goes: its linear
+layers' products, timed by a clock around each (no profiler: ``torch.profiler``'s own cost falls
+on the small operations and inflates them), against everything else.
 
 FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` on one unpadded
 sentence per distinct token length (the useful work: padding is left out); its registry has no
