@@ -30,7 +30,7 @@ from xlcore import encoders
 from xlcore.config import make_config
 from xlcore.device import bf16_supported
 from xlcore.evaluate import encode_pos, encode_sib, predict
-from xlcore.grid import NUM_LABELS
+from xlcore.steps.finetune import NUM_LABELS
 from xlcore.train import TaskModel
 
 

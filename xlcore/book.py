@@ -329,7 +329,7 @@ def build_html(src: Path, out: Path) -> Path:
 def _sample_restrictions(profile: str, parameters: Mapping[str, object]) -> dict[str, object]:
     """On the sample corpus, keep only the languages it has (and say which were dropped)."""
     from xlcore import data as xdata
-    from xlcore.grid import data_source
+    from xlcore.sources import data_source
 
     config = make_config(profile)
     source = data_source(config)
@@ -365,8 +365,10 @@ def build(
 ) -> BookBuild:
     """Execute every chapter (``only``: re-execute just that one with ``parameters``) and build
     the HTML into ``_build/html``."""
-    from xlcore.grid import data_source, loss_comparison_configs, run_grids
+    from xlcore.comparison import loss_comparison_configs
+    from xlcore.grid import run_grids
     from xlcore.report import chapter_config
+    from xlcore.sources import data_source
 
     root = Path(root).resolve()
     names = chapters(root)
@@ -447,13 +449,6 @@ def build(
 _CONFIG_PARAMETERS = ("pairs", "tgt_langs", "seeds", "model_name_or_path", "tasks")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m xlcore.book``: same as ``xlcore book``."""
-    from xlcore.cli import main as cli_main
-
-    return cli_main(["book", *(argv if argv is not None else sys.argv[1:])])
-
-
 __all__ = [
     "BookBuild",
     "BookError",
@@ -470,6 +465,3 @@ __all__ = [
     "stage",
     "vendor_widgets",
 ]
-
-if __name__ == "__main__":
-    sys.exit(main())

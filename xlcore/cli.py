@@ -13,7 +13,7 @@ from xlcore.errors import ConfigError, XlcoreError
 
 def _jobs(args: argparse.Namespace) -> int:
     """``--jobs``, else ``$XLCORE_JOBS``, else auto; exported so that chapter kernels inherit it."""
-    from xlcore.grid import resolve_jobs
+    from xlcore.engine import resolve_jobs
 
     jobs = resolve_jobs(args.jobs, default="auto")
     os.environ["XLCORE_JOBS"] = str(jobs)
@@ -26,7 +26,7 @@ def _grid(args: argparse.Namespace) -> int:
 
     config = make_config(args.profile, parse_overrides(args.set or []))
     root = Path(args.runs).resolve() if args.runs else None
-    run_grid(config, root=root, progress=not args.quiet, jobs=_jobs(args))
+    run_grid(config, root=root, progress=not args.quiet, jobs=_jobs(args), scheduler=args.scheduler)
     return 0
 
 
@@ -38,6 +38,8 @@ def _book(args: argparse.Namespace) -> int:
     if args.param and not args.chapter:
         raise ConfigError("--param needs --chapter NAME (the chapter to re-execute)")
     _jobs(args)
+    if args.scheduler:  # read by every grid the build runs
+        os.environ["XLCORE_SCHEDULER"] = args.scheduler
     build(
         args.profile,
         only=args.chapter or None,
@@ -77,8 +79,13 @@ def _profiles(args: argparse.Namespace) -> int:
 
 
 JOBS_HELP = (
-    "runs computed at once, in worker processes (default: $XLCORE_JOBS, else auto: 2 on a "
-    "CPU-only machine with two or more cores, 1 with a GPU)"
+    "runs computed at once, in the worker processes of a local Dask cluster (default: "
+    "$XLCORE_JOBS, else auto: 2 on a CPU-only machine with two or more cores, 1 with a GPU)"
+)
+SCHEDULER_HELP = (
+    "address of a running Dask scheduler (e.g. tcp://login1:8786, one started by dask-jobqueue) "
+    "that computes the runs instead (default: $XLCORE_SCHEDULER); the runs directory and the "
+    "data must be on a filesystem every worker sees"
 )
 
 
@@ -96,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grid.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
     grid.add_argument("--jobs", help=JOBS_HELP)
+    grid.add_argument("--scheduler", help=SCHEDULER_HELP)
     grid.add_argument("--quiet", action="store_true", help="no progress bars")
     grid.set_defaults(func=_grid)
 
@@ -115,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument("--force", action="store_true", help="re-execute unchanged chapters too")
     book.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
     book.add_argument("--jobs", help=JOBS_HELP)
+    book.add_argument("--scheduler", help=SCHEDULER_HELP)
     book.add_argument("--quiet", action="store_true", help="no progress bars")
     book.set_defaults(func=_book)
 

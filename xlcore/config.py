@@ -19,7 +19,7 @@ from xlcore.errors import ConfigError
 TASKS = ("pos", "sib")
 REGIMES = ("baseline", "sequential", "joint", "alternating", "pcgrad", "gradvac")
 ALIGNED_REGIMES = REGIMES[1:]  # regimes that use a language pair
-STRATEGY_REGIMES = REGIMES[2:]  # alignment loss during fine-tuning (xlcore.train.STRATEGIES)
+STRATEGY_REGIMES = REGIMES[2:]  # alignment loss during fine-tuning (xlcore.strategies.STRATEGIES)
 ANALYSES = ("distances", "gradients")
 WORDPAIR_METHODS = ("argmax", "itermax")
 POOLINGS = ("mean", "cls")

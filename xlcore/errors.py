@@ -27,3 +27,7 @@ class RunStorageError(XlcoreError, OSError):
 
 class GridWorkerError(XlcoreError, RuntimeError):
     """A worker process of a parallel grid died (killed, or out of memory)."""
+
+
+class GridRunError(XlcoreError, RuntimeError):
+    """Several runs of a grid failed; the message names each run and its error."""

@@ -50,7 +50,7 @@ def data_inventory(config: Config):
 
     from xlcore import data as xdata
     from xlcore.config import pair_lang
-    from xlcore.grid import data_source
+    from xlcore.sources import data_source
 
     source = data_source(config)
     langs = sorted(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -29,6 +28,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from xlcore import __version__
 from xlcore.errors import RunLockedError, RunStorageError, XlcoreError
@@ -316,39 +317,40 @@ def _storage_error(exc: OSError, what: str, root: Path) -> RunStorageError | Non
     )
 
 
+def _write_holder(fd: int) -> None:
+    """Name the lock's holder in the lock file itself, for the error a contender raises."""
+    os.ftruncate(fd, 0)
+    holder = (
+        f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    os.pwrite(fd, holder.encode(), 0)
+
+
 @contextlib.contextmanager
 def _flock(path: Path, what: str) -> Iterator[None]:
+    """An exclusive, non-blocking ``filelock`` on ``path``; a contender names the holder."""
+    lock = FileLock(path, timeout=0, on_acquired=_write_holder, is_singleton=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock.acquire()
+    except Timeout:
+        holder = Path(path).read_text(errors="replace").strip() or "another process"
+        raise RunLockedError(
+            f"{what} is locked by {holder}; wait for it to finish, or point XLCORE_RUNS "
+            f"at another directory"
+        ) from None
     except OSError as exc:
         error = _storage_error(exc, what, path.parent)
         if error is None:
             raise
         raise error from exc
-    locked = False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = Path(path).read_text(errors="replace").strip() or "another process"
-            raise RunLockedError(
-                f"{what} is locked by {holder}; wait for it to finish, or point XLCORE_RUNS "
-                f"at another directory"
-            ) from None
-        locked = True
-        os.ftruncate(fd, 0)
-        os.write(
-            fd,
-            f"pid {os.getpid()} on {socket.gethostname()} since "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode(),
-        )
         yield
     finally:
-        if locked:  # a process that did not get the lock leaves the holder's name in place
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-        os.close(fd)
+        # Cleared while still held: a contender never writes, and the next holder writes anew.
+        with contextlib.suppress(OSError):
+            os.truncate(path, 0)
+        lock.release()
 
 
 def grid_lock(root: Path | None = None) -> contextlib.AbstractContextManager[None]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -22,20 +22,18 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from xlcore import checkpoint
 from xlcore.align import AlignmentLoss, alignment_forward, build_alignment_loss
 from xlcore.analysis.gradients import (
-    ALL,
     GradientSpace,
     ProbeObjective,
-    cos_norms,
-    group_gram,
 )
 from xlcore.analysis.gradients import probe as gradient_probe
-from xlcore.combine import GradVac, pcgrad
 from xlcore.device import autocast, precision_name
 from xlcore.errors import TrainingError
 from xlcore.evaluate import collate, evaluate, length_pieces
 from xlcore.runs import Run, atomic_torch_save
+from xlcore.strategies import Strategy, make_strategy
 from xlcore.tokens import IGNORE_INDEX
 
 
@@ -110,19 +108,6 @@ def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
             f"{what} loss became {loss.item()} at step {step}; lower the learning rate "
             f"or check the input data"
         )
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @dataclass
@@ -265,14 +250,9 @@ def align_encoder(
     params = [p for p in encoder.parameters() if p.requires_grad]
     params += list(objective.loss.parameters())
     optimizer = torch.optim.Adam(params, lr=learning_rate, fused=_fused(params, fused_optimizer))
-    start, losses = 0, []
-    if run.checkpoint.exists():
-        ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)
-        encoder.load_state_dict(ckpt["encoder"])
-        objective.loss.load_state_dict(ckpt["loss"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(ckpt["rng"])
-        start, losses = ckpt["step"], ckpt["losses"]
+    parts = {"encoder": encoder, "loss": objective.loss, "optimizer": optimizer}
+    saved = checkpoint.resume(run, device, parts)
+    start, losses = saved.get("step", 0), saved.get("losses", [])
     bar = tqdm(
         range(start, steps),
         desc=f"align {run.path.name[:40]}",
@@ -291,17 +271,7 @@ def align_encoder(
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if (step + 1) % checkpoint_steps == 0 and step + 1 < steps:
-            atomic_torch_save(
-                {
-                    "encoder": encoder.state_dict(),
-                    "loss": objective.loss.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": _rng_state(),
-                    "step": step + 1,
-                    "losses": losses,
-                },
-                run.checkpoint,
-            )
+            checkpoint.save(run, parts, step=step + 1, losses=losses)
     k = max(1, min(10, len(losses) // 4))
     return {
         "align_loss_first": float(np.mean(losses[:k])),
@@ -340,9 +310,6 @@ class FinetuneSettings:
     fused_optimizer: bool = True
 
 
-STRATEGIES = ("joint", "alternating", "pcgrad", "gradvac")
-
-
 def finetune(
     run: Run,
     model: TaskModel,
@@ -361,134 +328,137 @@ def finetune(
     """Fine-tune ``model`` on encoded English ``train``; select on ``dev``; resumable.
 
     With ``objective``, the alignment loss (weighted by ``align_alpha``) is combined with the
-    task loss by ``strategy``: ``joint`` (one backward of the weighted sum), ``alternating``
-    (after every task update, a separate alignment update), ``pcgrad`` or ``gradvac``
-    (per-objective gradients on the shared encoder, combined by :mod:`xlcore.combine`).
+    task loss by ``strategy`` (:mod:`xlcore.strategies`): ``joint`` (one backward of the weighted
+    sum), ``alternating`` (after every task update, a separate alignment update), ``pcgrad`` or
+    ``gradvac`` (per-objective gradients on the shared encoder, combined by :mod:`xlcore.combine`).
     ``probe`` records task/alignment gradient statistics at its steps without changing the
     course of training. The best dev state is written to ``run.path/'model.pt'``.
     """
     s = settings
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     model.to(device).train()
-    modules: list[nn.Module] = [model]
     if objective is not None:
         objective.to(device)
-        modules.append(objective.loss)
+    mixed = autocast(device, bf16)
+    update = make_strategy(
+        strategy,
+        model,
+        objective,
+        alpha=s.align_alpha,
+        beta=s.gradvac_beta,
+        mixed=mixed,
+        check=_check_finite,
+    )
+    optimizer, scheduler, optimizer_step = _optimization(model, objective, s)
+    parts = {"model": model, **update.parts(), "optimizer": optimizer, "scheduler": scheduler}
+    state = {"step": 0, "log": [], "best": {"dev": -1.0, "step": -1}, "gradients": []}
+    state.update(checkpoint.resume(run, device, parts))
+    task_loss_of = _task_loss(model, device, s.split_by_length)
+    lengths = [len(e["input_ids"]) for e in train] if s.group_by_length else None
+    bar = _progress_bar(f"{model.task} {run.path.name[:40]}", state["step"], s.max_steps, progress)
+    for step in bar:
+        if probe is not None and step in probe.steps:
+            state["gradients"].extend(probe(model, step))
+        batch = collate(
+            [train[i] for i in batch_at(step, len(train), s.batch_size, s.seed, lengths)],
+            pad_id,
+            model.task,
+        )
+        entry = _train_step(
+            step, batch, task_loss_of, model, objective, update, mixed, optimizer_step
+        )
+        scheduler.step()
+        last = step + 1 == s.max_steps
+        if (step + 1) % s.eval_steps == 0 or last:
+            entry["dev_accuracy"] = _select(model, dev, pad_id, s, device, bf16, state, step, run)
+        state["log"].append(entry)
+        bar.set_postfix(loss=f"{entry['task_loss']:.3f}")
+        if last and probe is not None and s.max_steps in probe.steps:
+            state["gradients"].extend(probe(model, s.max_steps))
+        if (step + 1) % s.checkpoint_steps == 0 and not last:
+            checkpoint.save(run, parts, **{**state, "step": step + 1})
+    return {
+        "best_dev_accuracy": state["best"]["dev"],
+        "best_step": state["best"]["step"],
+        "log": state["log"],
+        "gradients": state["gradients"],
+        "max_steps": s.max_steps,
+        "precision": precision_name(device, bf16),
+        "optimizer": _optimizer_name(optimizer),
+    }
+
+
+def _progress_bar(desc: str, start: int, total: int, show: bool) -> tqdm:
+    """The steps from ``start`` (after a resume) to ``total``, with a bar when ``show``."""
+    return tqdm(
+        range(start, total), desc=desc, initial=start, total=total, disable=not show, leave=False
+    )
+
+
+def _optimization(
+    model: TaskModel, objective: AlignmentObjective | None, s: FinetuneSettings
+) -> tuple[torch.optim.Optimizer, object, Callable[[], None]]:
+    """The optimizer over the model (and a trainable alignment loss), its linear schedule, and
+    the clipped step that every strategy calls."""
+    modules = [model] + ([objective.loss] if objective is not None else [])
     optimizer = _optimizer(modules, s.learning_rate, s.weight_decay, s.fused_optimizer)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(s.warmup_ratio * s.max_steps), s.max_steps
     )
-    surgery = objective is not None and strategy in ("pcgrad", "gradvac")
-    space = GradientSpace.of(model.encoder) if surgery else None
-    vaccine = GradVac(space, s.gradvac_beta) if strategy == "gradvac" and surgery else None
-    buffers = (space.buffer(), space.buffer()) if surgery else None
-    task = model.task
-    best_path = run.path / "model.pt"
-    start, log, best, gradients = 0, [], {"dev": -1.0, "step": -1}, []
-    if run.checkpoint.exists():
-        ckpt = torch.load(run.checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        if objective is not None:
-            objective.loss.load_state_dict(ckpt["align_loss"])
-        if vaccine is not None:
-            vaccine.load_state_dict(ckpt["gradvac"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
-        start, log, best = ckpt["step"], ckpt["log"], ckpt["best"]
-        gradients = ckpt.get("gradients", [])
-    mixed = autocast(device, bf16)
-    bar = tqdm(
-        range(start, s.max_steps),
-        desc=f"{task} {run.path.name[:40]}",
-        initial=start,
-        total=s.max_steps,
-        disable=not progress,
-        leave=False,
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    lengths = [len(e["input_ids"]) for e in train] if s.group_by_length else None
 
-    def task_loss_of(batch: dict) -> torch.Tensor:
-        if s.split_by_length:
-            return _split_task_loss(model, batch, device)
+    def optimizer_step() -> None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return optimizer, scheduler, optimizer_step
+
+
+def _train_step(
+    step: int,
+    batch: dict,
+    task_loss_of: Callable,
+    model: TaskModel,
+    objective: AlignmentObjective | None,
+    update: Strategy,
+    mixed,
+    optimizer_step: Callable[[], None],
+) -> dict:
+    """One training step: the losses under autocast, then the strategy's update; its log entry."""
+    with mixed:
+        task_loss = task_loss_of(batch)
+        _check_finite(task_loss, step, "task")
+        entry = {"step": step + 1, "task_loss": task_loss.item()}
+        align_loss = None
+        if update.aligns_with_task:
+            align_loss = objective(model.encoder, step)
+            _check_finite(align_loss, step, "alignment")
+            entry["align_loss"] = align_loss.item()
+    entry.update(update.update(step, task_loss, align_loss, optimizer_step))
+    return entry
+
+
+def _task_loss(model: TaskModel, device: torch.device, split_by_length: bool) -> Callable:
+    """The task loss of a collated batch: one padded forward, or length pieces."""
+    if split_by_length:
+        return lambda batch: _split_task_loss(model, batch, device)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def loss(batch: dict) -> torch.Tensor:
         logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         return loss_fn(
             logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].to(device).reshape(-1)
         )
 
-    for step in bar:
-        if probe is not None and step in probe.steps:
-            gradients.extend(probe(model, step))
-        idx = batch_at(step, len(train), s.batch_size, s.seed, lengths)
-        batch = collate([train[i] for i in idx], pad_id, task)
-        with mixed:
-            task_loss = task_loss_of(batch)
-            _check_finite(task_loss, step, "task")
-            entry = {"step": step + 1, "task_loss": task_loss.item()}
-            align_loss = None
-            if objective is not None and strategy != "alternating":
-                align_loss = objective(model.encoder, step)
-                _check_finite(align_loss, step, "alignment")
-                entry["align_loss"] = align_loss.item()
-        if surgery:
-            entry.update(
-                _combine(space, vaccine, model, objective, task_loss, align_loss, s, buffers)
-            )
-        elif align_loss is not None:
-            (task_loss + s.align_alpha * align_loss).backward()
-        else:
-            task_loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if objective is not None and strategy == "alternating":
-            with mixed:
-                align_loss = objective(model.encoder, step)
-            _check_finite(align_loss, step, "alignment")
-            entry["align_loss"] = align_loss.item()
-            (s.align_alpha * align_loss).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        last = step + 1 == s.max_steps
-        if (step + 1) % s.eval_steps == 0 or last:
-            dev_scores = evaluate(model, dev, task, pad_id, s.eval_batch_size, device, bf16)
-            entry["dev_accuracy"] = dev_scores["accuracy"]
-            if dev_scores["accuracy"] > best["dev"]:
-                best = {"dev": dev_scores["accuracy"], "step": step + 1}
-                atomic_torch_save(model.state_dict(), best_path)
-        log.append(entry)
-        bar.set_postfix(loss=f"{entry['task_loss']:.3f}")
-        if last and probe is not None and s.max_steps in probe.steps:
-            gradients.extend(probe(model, s.max_steps))
-        if (step + 1) % s.checkpoint_steps == 0 and not last:
-            ckpt = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(),
-                "step": step + 1,
-                "log": log,
-                "best": best,
-                "gradients": gradients,
-            }
-            if objective is not None:
-                ckpt["align_loss"] = objective.loss.state_dict()
-            if vaccine is not None:
-                ckpt["gradvac"] = vaccine.state_dict()
-            atomic_torch_save(ckpt, run.checkpoint)
-    return {
-        "best_dev_accuracy": best["dev"],
-        "best_step": best["step"],
-        "log": log,
-        "gradients": gradients,
-        "max_steps": s.max_steps,
-        "precision": precision_name(device, bf16),
-        "optimizer": _optimizer_name(optimizer),
-    }
+    return loss
+
+
+def _select(model, dev, pad_id, s, device, bf16, state: dict, step: int, run: Run) -> float:
+    """Dev accuracy after ``step``; a new best is kept in ``state`` and saved as ``model.pt``."""
+    accuracy = evaluate(model, dev, model.task, pad_id, s.eval_batch_size, device, bf16)["accuracy"]
+    if accuracy > state["best"]["dev"]:
+        state["best"] = {"dev": accuracy, "step": step + 1}
+        atomic_torch_save(model.state_dict(), run.path / "model.pt")
+    return accuracy
 
 
 def _split_task_loss(model: TaskModel, batch: dict, device: torch.device) -> torch.Tensor:
@@ -512,34 +482,6 @@ def _split_task_loss(model: TaskModel, batch: dict, device: torch.device) -> tor
         )
         total = part if total is None else total + part
     return total / count
-
-
-def _combine(space, vaccine, model, objective, task_loss, align_loss, s, buffers) -> dict:
-    """Per-objective gradients → PCGrad or GradVac on the encoder → ``.grad``; log entries.
-
-    ``buffers``: two of ``space``'s flat buffers, reused from step to step; the combined
-    gradient overwrites the task gradient's and the encoder's ``.grad`` are views of it until
-    the optimizer step releases them. All products come from one float64 pass over both
-    gradients (:func:`group_gram`).
-    """
-    head = [p for p in model.head.parameters() if p.requires_grad]
-    proj = [p for p in objective.loss.parameters() if p.requires_grad]
-    n = len(space.params)
-    gt = torch.autograd.grad(task_loss, space.params + head, allow_unused=True)
-    ga = torch.autograd.grad(s.align_alpha * align_loss, space.params + proj, allow_unused=True)
-    g_task = space.flatten(list(gt[:n]), out=buffers[0])
-    g_align = space.flatten(list(ga[:n]), out=buffers[1])
-    grams = group_gram(space, [g_task, g_align])
-    info = {"grad_cos": cos_norms(grams[ALL])[0]}
-    if vaccine is None:
-        combined, conflicted = pcgrad(g_task, g_align, gram=grams[ALL], out=g_task)
-        info["conflict"] = conflicted
-    else:
-        combined, _ = vaccine(g_task, g_align, grams=grams, out=g_task)
-    space.unflatten_into_grad(combined, share=True)
-    for p, g in zip(head + proj, [*gt[n:], *ga[n:]], strict=True):
-        p.grad = None if g is None else g.detach()
-    return info
 
 
 class _PieceEncoder(nn.Module):

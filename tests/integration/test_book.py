@@ -134,12 +134,13 @@ def test_loss_comparison_runs_before_the_chapters(built):
     finished before the chapter started executing."""
     import datetime
 
+    from xlcore import comparison
     from xlcore import grid as xgrid
     from xlcore.report import chapter_config
 
     root, _ = built
     defaults = book.chapter_parameters(root, "combining")
-    smalls = xgrid.loss_comparison_configs(
+    smalls = comparison.loss_comparison_configs(
         chapter_config("smoke"), defaults["losses"], task=defaults["loss_task"]
     )
     assert len(smalls) == len(defaults["losses"]) > 1

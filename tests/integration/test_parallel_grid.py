@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import torch
 
 from xlcore import runs
 from xlcore.config import make_config
-from xlcore.errors import ConfigError, DataError
+from xlcore.errors import ConfigError, DataError, GridRunError
 from xlcore.grid import plan, resolve_jobs, run_grid, run_grids
 from xlcore.paths import SAMPLE_ROOT
 
@@ -78,7 +79,8 @@ def test_grids_run_together_share_their_common_runs(tmp_path):
     assert len(list(runs.iter_runs(tmp_path))) == len(paths[0] | paths[1])
 
 
-def test_a_failing_step_raises_its_own_error_and_keeps_finished_runs(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failing_step_is_reported_once_and_the_other_runs_finish(tmp_path, jobs, capsys):
     data = tmp_path / "data"
     shutil.copytree(SAMPLE_ROOT, data)
     test_file = data / "ud" / "de" / "test.conllu"
@@ -90,11 +92,39 @@ def test_a_failing_step_raises_its_own_error_and_keeps_finished_runs(tmp_path):
     test_file.write_text("".join(lines), encoding="utf-8")
     config = make_config("smoke", {**SMALL, "data": str(data)})
     root = tmp_path / "runs"
-    with pytest.raises(DataError, match=rf"ud/de/test\.conllu:{number}: UPOS 'VERBB'"):
-        run_grid(config, root=root, progress=False, jobs=2)
-    done = {s.run.kind for s in plan(config, root=root).steps if s.run.complete}
-    assert {"wordpairs", "align", "finetune"} <= done
-    assert "evaluate" not in done  # both evaluations read the damaged file
+    # both evaluations read the damaged file; every other run does not
+    with pytest.raises(GridRunError) as info:
+        run_grid(config, root=root, progress=False, jobs=jobs)
+    message = str(info.value)
+    assert message.startswith("2 runs failed (finished runs are kept; the next grid resumes")
+    assert re.search(
+        r"evaluate/pos-baseline-s1-\w+, evaluate/pos-sequential-en-de-s1-\w+: ", message
+    )
+    assert message.count(f"ud/de/test.conllu:{number}: UPOS 'VERBB'") == 1
+    assert isinstance(info.value.__cause__, DataError)
+    done = {s.run.kind: s.run.complete for s in plan(config, root=root).steps}
+    assert [s.run.kind for s in plan(config, root=root).steps if not s.run.complete] == [
+        "evaluate",
+        "evaluate",
+    ]
+    assert {"wordpairs", "align", "finetune", "distances"} <= done.keys()
+    out = capsys.readouterr().out
+    assert re.search(r"evaluate/pos-baseline-s1-\w+, evaluate/pos-sequential.* failed; ", out)
+
+
+def test_a_failed_run_stops_only_the_runs_that_read_it(tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE_ROOT, data)
+    train = data / "ud" / "en" / "train.conllu"  # read by both fine-tuning runs only
+    train.write_text(train.read_text(encoding="utf-8").replace("\tNOUN\t", "\tNOUNN\t", 1))
+    config = make_config("smoke", {**SMALL, "data": str(data)})
+    root = tmp_path / "runs"
+    with pytest.raises(GridRunError, match=r"2 runs failed .*UPOS 'NOUNN'"):
+        run_grid(config, root=root, progress=False, jobs=1)
+    left = [s.run.kind for s in plan(config, root=root).steps if not s.run.complete]
+    # the fine-tuning runs, and the evaluation and distance runs of their models
+    assert sorted(left) == ["distances"] * 2 + ["evaluate"] * 2 + ["finetune"] * 2
+    assert "; 4 runs that need them were not started; " in capsys.readouterr().out
 
 
 def _pid_alive(pid: int) -> bool:
@@ -176,3 +206,69 @@ def test_jobs_come_from_the_argument_then_the_environment(monkeypatch):
     auto = resolve_jobs("auto")
     expected = 2 if not torch.cuda.is_available() and torch.get_num_threads() >= 2 else 1
     assert auto == expected
+
+
+def _cli_grid(root: Path, overrides: dict, log, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "xlcore.cli", "grid", "--profile", "smoke", "--quiet"]
+    cmd += ["--runs", str(root), *extra]
+    for key, value in overrides.items():
+        cmd += ["--set", f"{key}={','.join(value) if isinstance(value, list) else value}"]
+    # Output to a file, not a pipe: a worker outliving the grid would hold a pipe open.
+    return subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
+
+
+def _finished_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(root)): f.read_bytes()
+        for path in runs.iter_runs(root)
+        if runs.is_complete(path)
+        for f in path.rglob("*")
+        if f.is_file() and not f.name.startswith(".")
+    }
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_worker_leaves_finished_runs_alone_and_its_run_is_recomputed(tmp_path, threads):
+    root = tmp_path / "runs"
+    overrides = {**SMALL, "regimes": ["baseline"], "pos_max_steps": 300, "eval_steps": 300}
+    with (tmp_path / "grid.log").open("w") as log:
+        grid = _cli_grid(root, overrides, log, "--jobs", "2")
+        try:
+            holder, deadline = None, time.monotonic() + 180
+            while holder is None:  # a worker is fine-tuning, past its first checkpoint
+                assert grid.poll() is None, (tmp_path / "grid.log").read_text()
+                assert time.monotonic() < deadline, "no worker started the fine-tuning run"
+                for run in root.glob("finetune/*"):
+                    text = (run / ".lock").read_text() if (run / ".lock").exists() else ""
+                    if text.startswith("pid ") and (run / runs.CHECKPOINT).exists():
+                        holder = int(text.split()[1])
+                time.sleep(0.1)
+            before = _finished_files(root)
+            assert holder in _children(grid.pid)
+            os.kill(holder, signal.SIGKILL)
+            assert grid.wait(timeout=300) == 0, (tmp_path / "grid.log").read_text()
+        finally:
+            if grid.poll() is None:
+                grid.kill()
+                grid.wait()
+    after = _finished_files(root)
+    assert before and {k: after.get(k) for k in before} == before
+    config = make_config("smoke", overrides)
+    assert all(step.run.complete for step in plan(config, root=root).steps)
+    torch.set_num_threads(1)  # each of the two workers ran on one thread
+    run_grid(config, root=tmp_path / "reference", progress=False, jobs=1)
+    assert _results(root) == _results(tmp_path / "reference")
+
+
+def test_a_running_dask_cluster_computes_the_same_runs(tmp_path, monkeypatch, threads):
+    from distributed import LocalCluster
+
+    config = make_config("smoke", {**SMALL, "regimes": ["baseline"], "analyses": []})
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the cluster's worker: one thread, as below
+    torch.set_num_threads(1)
+    run_grid(config, root=tmp_path / "here", progress=False, jobs=1)
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        monkeypatch.setenv("XLCORE_SCHEDULER", cluster.scheduler_address)
+        grid = run_grid(config, root=tmp_path / "cluster", progress=False)
+    assert all(step.run.complete for step in grid.steps) and len(grid.steps) == 2
+    assert _results(tmp_path / "here") == _results(tmp_path / "cluster")

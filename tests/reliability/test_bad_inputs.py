@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import xlcore.train
+import xlcore.checkpoint
 from xlcore import runs
 from xlcore.cli import main
 from xlcore.config import make_config
@@ -342,18 +342,18 @@ def test_damaged_checkpoint_is_set_aside_and_the_run_recomputed(
 ):
     ws = workspace
     fresh = ws.runs.parent / "fresh"
-    real_save = xlcore.train.atomic_torch_save
+    real_save = xlcore.checkpoint.atomic_torch_save
 
     def save_then_die(obj, path):
         real_save(obj, path)
         if path.name == runs.CHECKPOINT:
             raise Interrupt(f"killed after writing {path}")
 
-    monkeypatch.setattr(xlcore.train, "atomic_torch_save", save_then_die)
+    monkeypatch.setattr(xlcore.checkpoint, "atomic_torch_save", save_then_die)
     config = ws.config()
     with pytest.raises(Interrupt):
         run_grid(config, root=fresh, progress=False)
-    monkeypatch.setattr(xlcore.train, "atomic_torch_save", real_save)
+    monkeypatch.setattr(xlcore.checkpoint, "atomic_torch_save", real_save)
     (partial,) = (fresh / "finetune").iterdir()
     checkpoint = partial / runs.CHECKPOINT
     assert runs.torch_file_problem(checkpoint) is None  # an intact checkpoint is resumed

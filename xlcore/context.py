@@ -1,0 +1,132 @@
+"""What the steps of one grid process share: the config, the data source, the device, and the
+data each step would otherwise load again (read once per process)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Hashable
+from dataclasses import asdict, dataclass
+
+from xlcore import data as xdata
+from xlcore import encoders, runs
+from xlcore.config import Config, pair_lang
+from xlcore.device import resolve_device
+from xlcore.evaluate import encode_pos, encode_sib
+from xlcore.tokens import split_words
+from xlcore.train import AlignmentData, AlignmentObjective
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One cell of the fine-tuning design: a task, a regime, its pair (None for the baseline and
+    every-pair regimes) and a seed."""
+
+    task: str
+    regime: str
+    pair: str | None
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return (
+            f"{self.task}-{self.regime}" + (f"-{self.pair}" if self.pair else "") + f"-s{self.seed}"
+        )
+
+    def record(self) -> dict:
+        """The columns that identify this cell in every result row."""
+        return asdict(self)
+
+
+class StepContext:
+    """Loads data and encoders for the steps of one grid process; a dataset is read once."""
+
+    def __init__(self, config: Config, source: xdata.DataSource, progress: bool = True):
+        self.config = config
+        self.source = source
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self._cache: dict = {}
+
+    def memo(self, key: Hashable, fn: Callable):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def pos(self, lang: str, split: str, limit: int | None):
+        return self.memo(
+            ("pos", lang, split, limit),
+            lambda: xdata.load_pos(lang, split, source=self.source, limit=limit),
+        )
+
+    def sib(self, lang: str, split: str, limit: int | None):
+        return self.memo(
+            ("sib", lang, split, limit),
+            lambda: xdata.load_sib(lang, split, source=self.source, limit=limit),
+        )
+
+    def task_data(self, task: str, lang: str, split: str, limit: int | None):
+        return (self.pos if task == "pos" else self.sib)(lang, split, limit)
+
+    def encoded(self, tok, task: str, lang: str, split: str, limit, max_length: int):
+        """A task split tokenised for the model (not memoised: it depends on the tokenizer)."""
+        examples = self.task_data(task, lang, split, limit)
+        return (encode_pos if task == "pos" else encode_sib)(tok, examples, max_length)
+
+    def bitext(self, lang: str) -> tuple[list, list]:
+        """(train, held-out) word-split parallel sentences for ``en-lang``."""
+
+        def load():
+            pairs = xdata.load_parallel(lang, source=self.source)
+            train, heldout = xdata.heldout_split(pairs, source=self.source)
+            limit = self.config.align_train_limit
+            train = train[:limit] if limit else train
+            return (
+                [(split_words(p.en), split_words(p.x)) for p in train],
+                [(split_words(p.en), split_words(p.x)) for p in heldout],
+            )
+
+        return self.memo(("bitext", lang), load)
+
+    def encoder(self, name_or_path: str):
+        """A fresh copy of an encoder and its tokenizer (steps change the weights)."""
+        return encoders.load(str(name_or_path))
+
+    def vocab_texts(self) -> list:
+        """Every text the grid's models read, for vocabulary trimming."""
+        c = self.config
+        texts: list = []
+        for task in c.tasks:
+            for lang, split, limit in [
+                (c.src_lang, "train", c.train_limit),
+                (c.src_lang, "dev", c.dev_limit),
+                *[(lg, "test", c.test_limit) for lg in (c.src_lang, *c.tgt_langs)],
+            ]:
+                for ex in self.task_data(task, lang, split, limit):
+                    texts.append(list(ex.words) if task == "pos" else ex.text)
+        for pair in c.pairs:
+            train, heldout = self.bitext(pair_lang(pair, c.src_lang))
+            for src, tgt in (*train, *heldout):
+                texts.extend([src, tgt])
+        return texts
+
+    def objective(self, model, tok, pairs_run: runs.Run, seed: int) -> AlignmentObjective:
+        """The alignment objective of the config on the word pairs of ``pairs_run``."""
+        c = self.config
+        return AlignmentObjective(
+            model,
+            tok,
+            pairs_data(pairs_run),
+            loss_name=c.align_loss,
+            layer=c.align_layer,
+            batch_size=c.align_batch_size,
+            max_length=c.max_seq_length,
+            seed=seed,
+        )
+
+
+def pairs_data(pairs_run: runs.Run) -> AlignmentData:
+    """The sentences and word links a word-pairs run saved."""
+    saved = json.loads((pairs_run.path / "pairs.json").read_text())
+    return AlignmentData(
+        saved["src"], saved["tgt"], [[tuple(p) for p in x] for x in saved["links"]]
+    )

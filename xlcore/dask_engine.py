@@ -1,0 +1,107 @@
+"""The grid's runs as tasks of a Dask cluster (:func:`xlcore.engine.execute` with ``jobs`` > 1
+or a scheduler address).
+
+Each worker process plans the same grids once (:class:`PlannedRuns`) and computes the runs it is
+handed by path, a task per run that waits on the tasks of the runs it reads. A worker that dies
+leaves every finished run untouched; Dask hands its run to another worker, which resumes it from
+its checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import dask
+import torch
+from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, get_worker
+
+from xlcore import runs
+from xlcore.errors import GridWorkerError
+
+PLUGIN = "xlcore-planned-runs"
+# A run whose worker dies is computed once more (resumed from its checkpoint), not again and again.
+_ALLOWED_FAILURES = 1
+
+Steps = Mapping[Path, tuple]  # as in xlcore.engine: {run path: (step, data source description)}
+Planner = Callable[[], Steps]
+
+
+class PlannedRuns(WorkerPlugin):
+    """Dask worker plugin: the grid's steps, planned once per worker process."""
+
+    def __init__(self, planner: Planner, threads: int | None):
+        self.planner = planner
+        self.threads = threads
+        self._steps: Steps | None = None
+
+    def steps(self) -> Steps:
+        if self._steps is None:
+            self._steps = self.planner()
+        return self._steps
+
+
+def _compute(path: str, *_inputs: str) -> str:
+    """Dask task: compute the run at ``path`` (its inputs are the runs it waited for)."""
+    plugin = get_worker().plugins[PLUGIN]
+    if plugin.threads:  # per thread: Dask runs tasks outside the worker's main thread
+        torch.set_num_threads(plugin.threads)
+    step, source = plugin.steps()[Path(path)]
+    runs.execute(step.run, step.fn, seed=step.seed, data_source=source)
+    return path
+
+
+@contextlib.contextmanager
+def _client(jobs: int, scheduler: str | None):
+    """A Dask client of the cluster at ``scheduler``, or of a local one with ``jobs`` workers;
+    also the torch threads each worker's runs use (None: the cluster's own setting)."""
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client, None
+        return
+    settings = {"distributed.scheduler.allowed-failures": _ALLOWED_FAILURES}
+    with (
+        dask.config.set(settings),
+        LocalCluster(
+            n_workers=jobs,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=0,  # runs size their own memory; the nanny's limit would kill them
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client, max(1, torch.get_num_threads() // jobs)
+
+
+def execute_on_dask(todo, deps, planner, jobs, scheduler, on_done) -> dict[Path, BaseException]:
+    with _client(jobs, scheduler) as (client, threads):
+        client.register_plugin(PlannedRuns(planner, threads), name=PLUGIN)
+        futures = {}
+        for path in todo:
+            inputs = [futures[d] for d in sorted(deps[path])]
+            key = f"{path.parent.name}/{path.name}"
+            futures[path] = client.submit(_compute, str(path), *inputs, key=key, pure=False)
+        for future in as_completed(list(futures.values())):
+            if future.status == "finished":
+                on_done(Path(future.result()))
+        return {
+            path: _worker_error(path, future.exception(), jobs)
+            for path, future in futures.items()
+            if future.status == "error"
+        }
+
+
+def _worker_error(path: Path, error: BaseException, jobs: int) -> BaseException:
+    if not isinstance(error, KilledWorker):
+        return error
+    worker = GridWorkerError(
+        f"grid workers died twice while computing {path} (killed, or out of memory?); finished "
+        f"runs are kept and the next grid resumes the rest; if {jobs} runs at a time need too "
+        f"much memory, use --jobs 1 (XLCORE_JOBS=1)"
+    )
+    worker.__cause__ = error
+    return worker

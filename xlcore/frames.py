@@ -1,0 +1,60 @@
+"""Result frames: the finished runs of a planned grid as tidy pandas DataFrames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pandas as pd
+
+
+def _complete_runs(grid, kind: str) -> Iterator:
+    for step in grid.steps:
+        if step.run.kind == kind and step.run.complete:
+            yield step.run
+
+
+def _frame(grid, kind: str, key: str = "records") -> pd.DataFrame:
+    rows = []
+    for run in _complete_runs(grid, kind):
+        rows.extend(run.metrics().get(key, []))
+    return pd.DataFrame(rows)
+
+
+def evaluation_frame(grid) -> pd.DataFrame:
+    """The grid's zero-shot results as one tidy DataFrame (one row per model and language)."""
+    return _frame(grid, "evaluate")
+
+
+def distance_frame(grid) -> pd.DataFrame:
+    """Distance measures of every encoder of the grid: columns stage (base, aligned,
+    finetuned), task, regime, pair, seed, lang, layer, level, metric, value, n."""
+    return _frame(grid, "distances")
+
+
+def gradient_frame(grid) -> pd.DataFrame:
+    """Gradient probe records of every fine-tuning run: columns task, regime, pair, seed,
+    step, probe_pair, group, cos, norm_task, norm_align, floor_task, floor_align."""
+    return _frame(grid, "finetune", "gradients")
+
+
+def alignment_losses(grid) -> pd.DataFrame:
+    """Per-step alignment losses of every aligned encoder: columns pair, seed, step, loss."""
+    rows = []
+    for run in _complete_runs(grid, "align"):
+        spec = run.spec["spec"]
+        rows.extend(
+            {"pair": spec["pair"], "seed": spec["seed"], "step": i + 1, "loss": v}
+            for i, v in enumerate(run.metrics()["align_losses"])
+        )
+    return pd.DataFrame(rows)
+
+
+def finetune_logs(grid) -> pd.DataFrame:
+    """Per-step training logs of every fine-tuning run (losses, dev accuracy, and for
+    pcgrad/gradvac the cosine of the two gradients at every step)."""
+    rows = []
+    for run in _complete_runs(grid, "finetune"):
+        spec = run.spec["spec"]
+        context = {k: spec[k] for k in ("task", "regime", "pair", "seed")}
+        rows.extend({**context, **e} for e in run.metrics()["log"])
+    return pd.DataFrame(rows)

@@ -1,0 +1,67 @@
+"""The data a grid reads: its source, the languages that source has, and the file checksums that
+run keys hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xlcore import data as xdata
+from xlcore.config import Config, pair_lang
+from xlcore.errors import ConfigError
+from xlcore.paths import SAMPLE_ROOT
+
+LAYOUT = {
+    "pos": "ud/{lang}/{split}.conllu",
+    "sib": "sib200/{lang}/{split}.tsv",
+    "parallel": "parallel/en-{lang}.tsv",
+    "tatoeba": "tatoeba/{lang}-en.tsv",
+}
+_WHAT = {"pos": "POS (UD)", "sib": "SIB-200", "parallel": "parallel (NTREX)"}
+
+
+def data_source(config: Config) -> xdata.DataSource:
+    """The data source a config reads (``data`` = auto, sample, or a path)."""
+    if config.data == "sample":
+        return xdata.DataSource(root=SAMPLE_ROOT, kind="sample")
+    if config.data == "auto":
+        return xdata.resolve_source()
+    return xdata.resolve_source(Path(config.data))
+
+
+def _needs(config: Config) -> list[tuple[str, str, str | None]]:
+    needs: list[tuple[str, str, str | None]] = []
+    for task in config.tasks:
+        needs.append((task, config.src_lang, "train"))
+        needs.append((task, config.src_lang, "dev"))
+        needs.extend((task, lang, "test") for lang in config.tgt_langs)
+    needs.extend(("parallel", pair_lang(pair, config.src_lang), None) for pair in config.pairs)
+    return needs
+
+
+def validate_languages(config: Config, source: xdata.DataSource) -> None:
+    """Reject languages the data source lacks, listing the ones it has."""
+    for task, lang, split in _needs(config):
+        available = xdata.available_languages(task, split=split, source=source)
+        if lang in available:
+            continue
+        split_txt = f" {split}" if split else ""
+        message = (
+            f"language {lang!r} has no {_WHAT[task]}{split_txt} data in {source.describe()}; "
+            f"available: {', '.join(available) or 'none'}"
+        )
+        if split and lang in xdata.available_languages(task, source=source):
+            has = [s for s in xdata.SPLITS if lang in xdata.available_languages(task, s, source)]
+            message += (
+                f". {lang!r} has only {', '.join(has)}: add "
+                f"{source.root / LAYOUT[task].format(lang=lang, split=split)}"
+            )
+        raise ConfigError(message)
+
+
+def checksums(source: xdata.DataSource, items: list[tuple[str, str, str | None]]) -> dict:
+    """``{relative path: sha256}`` of the files ``(task, lang, split)`` of ``source``."""
+    out = {}
+    for task, lang, split in items:
+        rel = LAYOUT[task].format(lang=lang, split=split)
+        out[rel] = xdata.file_checksum(source.root / rel)
+    return out
