@@ -31,7 +31,7 @@ from xlcore.config import make_config
 from xlcore.device import bf16_supported
 from xlcore.evaluate import encode_pos, encode_sib, predict
 from xlcore.steps.finetune import NUM_LABELS
-from xlcore.train import TaskModel
+from xlcore.taskmodel import TaskModel
 
 
 def main() -> None:

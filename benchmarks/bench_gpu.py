@@ -33,7 +33,7 @@ import time
 import torch
 from transformers import TrainingArguments, XLMRobertaConfig, XLMRobertaForTokenClassification
 
-from xlcore.encoders import TINY_SHAPE
+from xlcore.tiny import TINY_SHAPE
 
 NUM_LABELS = 17
 # Dense (no sparsity) bf16 tensor-core peak in TFLOP/s, from NVIDIA's data sheets; the first

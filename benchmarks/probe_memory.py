@@ -18,9 +18,9 @@ import time
 import torch
 from transformers import XLMRobertaConfig, XLMRobertaModel
 
-from xlcore.align import alignment_forward, build_alignment_loss
-from xlcore.analysis.gradients import GradientSpace, ProbeObjective, probe
-from xlcore.train import TaskModel
+from xlcore.gradients import GradientSpace, ProbeObjective, probe
+from xlcore.losses import alignment_forward, build_alignment_loss
+from xlcore.taskmodel import TaskModel
 
 
 class _Tokenizer:

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -365,10 +365,7 @@ def build(
 ) -> BookBuild:
     """Execute every chapter (``only``: re-execute just that one with ``parameters``) and build
     the HTML into ``_build/html``."""
-    from xlcore.comparison import loss_comparison_configs
     from xlcore.grid import run_grids
-    from xlcore.report import chapter_config
-    from xlcore.sources import data_source
 
     root = Path(root).resolve()
     names = chapters(root)
@@ -382,6 +379,32 @@ def build(
     # The kernels papermill starts inherit this: chapters share one runs directory.
     os.environ["XLCORE_RUNS"] = str(runs_dir())
     restrict = _sample_restrictions(profile, parameters)
+    _announce_data(profile, restrict)
+
+    def params_of(name: str) -> dict[str, object]:
+        known = chapter_parameters(root, name)
+        p: dict[str, object] = {"profile": profile}
+        p.update({k: v for k, v in restrict.items() if k in known})
+        if name == only:
+            p.update(parameters)
+        return p
+
+    # One execution for every chapter's grid ($XLCORE_JOBS runs at a time).
+    run_grids(_chapter_configs(root, names, profile, params_of), progress=progress)
+    vendor_widgets(root)
+    src = root / "_build" / "src"
+    stage(root, src)
+    results = _execute_chapters(root, names, src / "book", params_of, force, only)
+    _say("building HTML (jupyter-book, warnings are errors)")
+    index = build_html(src, root)
+    _say(f"done; open {index}")
+    return BookBuild(index, results)
+
+
+def _announce_data(profile: str, restrict: Mapping[str, object]) -> None:
+    """Say which data the build reads; loudly when it fell back to the sample corpus."""
+    from xlcore.sources import data_source
+
     source = data_source(make_config(profile))
     if source.kind == "sample" and make_config(profile).data == "sample":
         _say(
@@ -399,20 +422,19 @@ def build(
     else:
         _say(f"profile {profile}; data: {source.describe()}")
 
-    def params_of(name: str) -> dict[str, object]:
-        known = chapter_parameters(root, name)
-        p: dict[str, object] = {"profile": profile}
-        p.update({k: v for k, v in restrict.items() if k in known})
-        if name == only:
-            p.update(parameters)
-        return p
+
+def _chapter_configs(root: Path, names: list[str], profile: str, params_of: Callable) -> list:
+    """Every distinct config the chapters read, the combining chapter's loss comparison included."""
+    from xlcore.comparison import loss_comparison_configs
+    from xlcore.report import chapter_config
 
     configs = {}
     for name in names:
         p = params_of(name)
-        grid_keys = {k: v for k, v in p.items() if k != "profile"}
         known = chapter_parameters(root, name)
-        overrides = {k: v for k, v in grid_keys.items() if k in _CONFIG_PARAMETERS and k in known}
+        overrides = {
+            k: v for k, v in p.items() if k != "profile" and k in _CONFIG_PARAMETERS and k in known
+        }
         config = chapter_config(profile, **overrides)
         configs[repr(config)] = config
         if {"losses", "loss_task"} <= known.keys():  # the combining chapter's loss comparison
@@ -421,28 +443,24 @@ def build(
                 config, chosen["losses"], task=chosen["loss_task"]
             ):
                 configs[repr(small)] = small
-    # One execution for every chapter's grid ($XLCORE_JOBS runs at a time).
-    run_grids(list(configs.values()), progress=progress)
+    return list(configs.values())
 
-    vendor_widgets(root)
-    src = root / "_build" / "src"
-    stage(root, src)
-    out_dir = src / "book"
+
+def _execute_chapters(
+    root: Path, names: list[str], out_dir: Path, params_of: Callable, force: bool, only: str | None
+) -> list[ChapterResult]:
+    """Execute the chapters in order; the reproducibility chapter also sees the others' outputs."""
     results = []
     summary = ""
     for name in names:
-        p = params_of(name)
         extra = summary if name == "reproducibility" else ""
         result = execute_chapter(
-            root, name, p, out_dir=out_dir, force=force or name == only, extra=extra
+            root, name, params_of(name), out_dir=out_dir, force=force or name == only, extra=extra
         )
         summary += _stored_fingerprint(out_dir / f"{name}.ipynb") or ""
         results.append(result)
         _say(f"{name}: {result.status}" + (f" in {result.seconds:.0f} s" if result.seconds else ""))
-    _say("building HTML (jupyter-book, warnings are errors)")
-    index = build_html(src, root)
-    _say(f"done; open {index}")
-    return BookBuild(index, results)
+    return results
 
 
 # Chapter parameters that are config keys (the rest, e.g. a figure's task, only shape views).

@@ -2,7 +2,7 @@
 
 Beyond the paper's sequential and joint regimes (chapter *Combining alignment with
 fine-tuning*), two gradient-surgery rules act on what the gradient analysis reveals. Both take
-the per-objective flat gradients of :class:`xlcore.analysis.gradients.GradientSpace` (computed
+the per-objective flat gradients of :class:`xlcore.gradients.GradientSpace` (computed
 with :func:`torch.autograd.grad`, one fp32 buffer each) and return the combined gradient:
 
 * :func:`pcgrad` (Yu et al., 2020): when the task gradient conflicts with the alignment gradient
@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from xlcore.analysis.gradients import GradientSpace, gram64
+from xlcore.gradients import GradientSpace, gram64
 
 
 def pcgrad(
@@ -32,7 +32,7 @@ def pcgrad(
     """``(combined gradient, conflicted)`` for one task and one alignment gradient.
 
     ``gram`` is their float64 Gram matrix ``[[t·t, t·a], [a·t, a·a]]`` when the caller already
-    has it (:func:`xlcore.analysis.gradients.group_gram`); otherwise it is computed here.
+    has it (:func:`xlcore.gradients.group_gram`); otherwise it is computed here.
     ``out`` receives the combined gradient (it may be ``g_task`` itself).
     """
     gram = gram64([g_task, g_align]) if gram is None else gram
@@ -91,7 +91,7 @@ class GradVac:
         """The combined gradient (adjusted task + alignment) and the per-group cosines before.
 
         ``grams``: the per-group Gram matrices of ``[g_task, g_align]``
-        (:func:`xlcore.analysis.gradients.group_gram`) when the caller already has them.
+        (:func:`xlcore.gradients.group_gram`) when the caller already has them.
         ``out`` receives the combined gradient (it may be ``g_task`` itself: each group is
         read before it is overwritten).
         """

@@ -362,7 +362,7 @@ def _check(config: Config) -> None:
     _check_choice("wordpair_method", [config.wordpair_method], WORDPAIR_METHODS)
     _check_choice("pooling", [config.pooling], POOLINGS)
     _check_choice("device", [config.device], ("auto", "cpu", "cuda"))
-    from xlcore.align import ALIGNMENT_LOSSES
+    from xlcore.losses import ALIGNMENT_LOSSES
 
     _check_choice("align_loss", [config.align_loss], ALIGNMENT_LOSSES)
     if not config.tasks:

@@ -12,8 +12,8 @@ from xlcore import encoders, runs
 from xlcore.config import Config, pair_lang
 from xlcore.device import resolve_device
 from xlcore.evaluate import encode_pos, encode_sib
+from xlcore.objective import AlignmentData, AlignmentObjective
 from xlcore.tokens import split_words
-from xlcore.train import AlignmentData, AlignmentObjective
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,16 @@ zero-shot transfer (chapter *Transfer*).
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 
-from xlcore.data import UPOS, LabelledText, TaggedSentence
+from xlcore.batching import collate, length_pieces, length_sorted_batches
+from xlcore.data import LabelledText
 from xlcore.device import autocast
+from xlcore.readers import UPOS, TaggedSentence
 from xlcore.tokens import IGNORE_INDEX, label_first_subwords
 
 UPOS_INDEX = {tag: i for i, tag in enumerate(UPOS)}
@@ -49,63 +49,6 @@ def encode_sib(tokenizer, examples: Sequence[LabelledText], max_length: int) -> 
         {"input_ids": ids, "labels": e.label, "n_words": 1}
         for ids, e in zip(enc["input_ids"], examples, strict=True)
     ]
-
-
-def collate(examples: Sequence[dict], pad_id: int, task: str) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest example in the batch."""
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        mask[i, :n] = 1
-    if task == "pos":
-        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-        for i, e in enumerate(examples):
-            labels[i, : len(e["labels"])] = torch.tensor(e["labels"])
-    else:
-        labels = torch.tensor([e["labels"] for e in examples], dtype=torch.long)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Batches of similar length for inference (less padding); order is restored by index."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-
-
-# A forward + backward call costs about as much as this many more tokens per CPU thread (small
-# encoders): the fixed per-call cost that :func:`length_pieces` trades against padding, in training
-# and (forward only) in prediction. Threads share the per-token work but not the per-call
-# dispatch, hence "per thread". A heuristic.
-CALL_COST_TOKENS = 32
-
-
-def length_pieces(lengths: Sequence[int]) -> list[list[int]]:
-    """Split a batch into pieces of similar length: indices into ``lengths``, grouped.
-
-    The examples are sorted by length and cut into contiguous pieces that minimise
-    Σ (piece size · longest length in the piece + a per-call cost), i.e. the tokens computed
-    when each piece is padded only to its own longest example (dynamic programming over the
-    cut points); the per-call cost is :data:`CALL_COST_TOKENS` times torch's thread count.
-    """
-    call_cost = CALL_COST_TOKENS * torch.get_num_threads()
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    n = len(order)
-    best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted examples
-    cut = [0] * (n + 1)
-    for j in range(1, n + 1):
-        longest = lengths[order[j - 1]]
-        for i in range(j):
-            cost = best[i] + (j - i) * longest + call_cost
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    pieces, j = [], n
-    while j > 0:
-        pieces.append(order[cut[j] : j])
-        j = cut[j]
-    return pieces[::-1]
 
 
 @torch.no_grad()

@@ -27,9 +27,10 @@ from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
-from xlcore.data import LANGUAGES, read_tsv
 from xlcore.errors import DataError
+from xlcore.languages import LANGUAGES
 from xlcore.paths import PACKAGE_DIR, download_root
+from xlcore.readers import read_tsv
 
 PARTS: tuple[str, ...] = ("ud", "sib200", "tatoeba", "parallel")
 UPSTREAM = "https://raw.githubusercontent.com"
@@ -73,7 +74,7 @@ def plan(langs: Sequence[str], parts: Sequence[str] = PARTS) -> list[Source]:
     if unknown:
         raise DataError(
             f"unknown language(s) {', '.join(map(repr, unknown))}; available: {', '.join(known)} "
-            "(ISO 639-1 codes, see xlcore.data.LANGUAGES)"
+            "(ISO 639-1 codes, see xlcore.languages.LANGUAGES)"
         )
     bad = [p for p in parts if p not in PARTS]
     if not parts:

@@ -9,6 +9,7 @@ from xlcore import data as xdata
 from xlcore.config import Config, pair_lang
 from xlcore.errors import ConfigError
 from xlcore.paths import SAMPLE_ROOT
+from xlcore.readers import file_checksum
 
 LAYOUT = {
     "pos": "ud/{lang}/{split}.conllu",
@@ -63,5 +64,5 @@ def checksums(source: xdata.DataSource, items: list[tuple[str, str, str | None]]
     out = {}
     for task, lang, split in items:
         rel = LAYOUT[task].format(lang=lang, split=split)
-        out[rel] = xdata.file_checksum(source.root / rel)
+        out[rel] = file_checksum(source.root / rel)
     return out

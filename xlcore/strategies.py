@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from xlcore.analysis.gradients import ALL, GradientSpace, cos_norms, group_gram
 from xlcore.combine import GradVac, pcgrad
+from xlcore.gradients import ALL, GradientSpace, cos_norms, group_gram
 
 STRATEGIES = ("joint", "alternating", "pcgrad", "gradvac")
 

@@ -9,12 +9,8 @@ pure function of (seed, step), so a resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
-import copy
-import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -23,83 +19,14 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from xlcore import checkpoint
-from xlcore.align import AlignmentLoss, alignment_forward, build_alignment_loss
-from xlcore.analysis.gradients import (
-    GradientSpace,
-    ProbeObjective,
-)
-from xlcore.analysis.gradients import probe as gradient_probe
+from xlcore.batching import batch_at, collate
 from xlcore.device import autocast, precision_name
 from xlcore.errors import TrainingError
-from xlcore.evaluate import collate, evaluate, length_pieces
+from xlcore.evaluate import evaluate
+from xlcore.objective import AlignmentObjective, GradientProbe
 from xlcore.runs import Run, atomic_torch_save
 from xlcore.strategies import Strategy, make_strategy
-from xlcore.tokens import IGNORE_INDEX
-
-
-class TaskModel(nn.Module):
-    """Encoder + linear head: per-token logits (POS) or pooled-sentence logits (SIB)."""
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        task: str,
-        num_labels: int,
-        pooling: str = "mean",
-        dropout: float = 0.1,
-    ):
-        super().__init__()
-        self.encoder = encoder
-        self.task = task
-        self.pooling = pooling
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.task == "pos":
-            return self.head(self.dropout(hidden))  # (B, T, C)
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))  # (B, C)
-
-
-GROUP_SIZE = 50  # batches per length-sorted chunk (as transformers' LengthGroupedSampler)
-
-
-def epoch_batches(
-    n: int, batch_size: int, seed: int, epoch: int, lengths: Sequence[int] | None = None
-) -> list[np.ndarray]:
-    """The shuffled batches of one epoch, a pure function of (seed, epoch).
-
-    With ``lengths``, batches are grouped by length: the shuffled order is cut into chunks of
-    ``GROUP_SIZE`` batches, each chunk is sorted by length, and the batches are shuffled again,
-    so padding shrinks while every batch still mixes examples from the whole epoch's chunk.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(n)
-    if lengths is None:
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    lengths = np.asarray(lengths)
-    chunk = GROUP_SIZE * batch_size
-    batches = []
-    for start in range(0, n, chunk):
-        part = order[start : start + chunk]
-        part = part[np.argsort(-lengths[part], kind="stable")]
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def batch_at(
-    step: int, n: int, batch_size: int, seed: int, lengths: Sequence[int] | None = None
-) -> np.ndarray:
-    """Indices of the examples in training step ``step`` (epochs follow each other)."""
-    per_epoch = math.ceil(n / batch_size)
-    epoch, within = divmod(step, per_epoch)
-    return epoch_batches(n, batch_size, seed, epoch, lengths)[within]
+from xlcore.taskmodel import TaskModel, split_task_loss
 
 
 def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
@@ -107,87 +34,6 @@ def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
         raise TrainingError(
             f"{what} loss became {loss.item()} at step {step}; lower the learning rate "
             f"or check the input data"
-        )
-
-
-@dataclass
-class AlignmentData:
-    """Tokenised parallel sentences with their word pairs, for alignment batches."""
-
-    src_words: list[list[str]]
-    tgt_words: list[list[str]]
-    links: list[list[tuple[int, int]]]
-
-    def __post_init__(self) -> None:
-        keep = [i for i, pairs in enumerate(self.links) if pairs]
-        if not keep:
-            raise TrainingError(
-                "no aligned word pairs were found in the parallel data; "
-                "check the bitext or use a larger align_train_limit"
-            )
-        self.src_words = [self.src_words[i] for i in keep]
-        self.tgt_words = [self.tgt_words[i] for i in keep]
-        self.links = [self.links[i] for i in keep]
-
-    def __len__(self) -> int:
-        return len(self.links)
-
-    def batch(self, step: int, batch_size: int, seed: int) -> tuple[list, list, list]:
-        """The alignment batch of ``step`` (a pure function of seed and step)."""
-        idx = batch_at(step, len(self), batch_size, seed + 7919)
-        return (
-            [self.src_words[i] for i in idx],
-            [self.tgt_words[i] for i in idx],
-            [self.links[i] for i in idx],
-        )
-
-
-class AlignmentObjective:
-    """Alignment loss on batches of word pairs, for the alignment loop and the joint regime."""
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        tokenizer,
-        data: AlignmentData,
-        *,
-        loss_name: str,
-        layer: int,
-        batch_size: int,
-        max_length: int,
-        seed: int,
-    ):
-        self.tokenizer = tokenizer
-        self.data = data
-        self.layer = layer
-        self.batch_size = batch_size
-        self.max_length = max_length
-        self.seed = seed
-        self.loss: AlignmentLoss = build_alignment_loss(loss_name, encoder.config.hidden_size)
-        self.reference = None
-        if self.loss.needs_reference:
-            self.reference = copy.deepcopy(encoder).eval()
-            for p in self.reference.parameters():
-                p.requires_grad_(False)
-
-    def to(self, device: torch.device) -> AlignmentObjective:
-        self.loss.to(device)
-        if self.reference is not None:
-            self.reference.to(device)
-        return self
-
-    def __call__(self, encoder: nn.Module, step: int) -> torch.Tensor:
-        src, tgt, links = self.data.batch(step, self.batch_size, self.seed)
-        return alignment_forward(
-            encoder,
-            self.loss,
-            self.tokenizer,
-            src,
-            tgt,
-            links,
-            layer=self.layer,
-            max_length=self.max_length,
-            reference_model=self.reference,
         )
 
 
@@ -440,7 +286,7 @@ def _train_step(
 def _task_loss(model: TaskModel, device: torch.device, split_by_length: bool) -> Callable:
     """The task loss of a collated batch: one padded forward, or length pieces."""
     if split_by_length:
-        return lambda batch: _split_task_loss(model, batch, device)
+        return lambda batch: split_task_loss(model, batch, device)
     loss_fn = nn.CrossEntropyLoss()
 
     def loss(batch: dict) -> torch.Tensor:
@@ -459,159 +305,3 @@ def _select(model, dev, pad_id, s, device, bf16, state: dict, step: int, run: Ru
         state["best"] = {"dev": accuracy, "step": step + 1}
         atomic_torch_save(model.state_dict(), run.path / "model.pt")
     return accuracy
-
-
-def _split_task_loss(model: TaskModel, batch: dict, device: torch.device) -> torch.Tensor:
-    """The cross-entropy of a collated batch, computed piece by piece (:func:`length_pieces`):
-    summed over the pieces and divided by the batch's count, it is the padded batch's mean."""
-    mask = batch["attention_mask"]
-    lengths = mask.sum(1).tolist()
-    labels = batch["labels"]
-    count = (labels != IGNORE_INDEX).sum() if model.task == "pos" else len(lengths)
-    total = None
-    for piece in length_pieces(lengths):
-        rows = torch.tensor(piece)
-        width = max(lengths[i] for i in piece)
-        logits = model(batch["input_ids"][rows, :width].to(device), mask[rows, :width].to(device))
-        target = labels[rows, :width] if model.task == "pos" else labels[rows]
-        part = nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(),
-            target.to(device).reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
-        total = part if total is None else total + part
-    return total / count
-
-
-class _PieceEncoder(nn.Module):
-    """An encoder run on the :func:`length_pieces` of each batch, every piece cut to its own
-    longest example; all hidden states come back padded to the batch width (zeros on padding)
-    in batch order: what one padded pass gives on the real tokens, up to float rounding."""
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder
-        self.config = encoder.config
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None, **_) -> SimpleNamespace:
-        lengths = attention_mask.sum(1).tolist()
-        width = input_ids.shape[1]
-        positions = torch.arange(width, device=attention_mask.device)
-        right_padded = torch.equal(
-            attention_mask.bool(), positions < attention_mask.sum(1, keepdim=True)
-        )
-        if not right_padded:  # pieces cut at the end of each row: only right padding allows it
-            return self.encoder(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                output_hidden_states=True,
-            )
-        pieces = length_pieces(lengths)
-        outputs = []
-        for piece in pieces:
-            rows = torch.tensor(piece, device=input_ids.device)
-            cut = max(lengths[i] for i in piece)
-            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids[rows, :cut]}
-            out = self.encoder(
-                input_ids=input_ids[rows, :cut],
-                attention_mask=attention_mask[rows, :cut],
-                output_hidden_states=True,
-                **extra,
-            )
-            outputs.append(out.hidden_states)
-        back = torch.argsort(torch.tensor([i for p in pieces for i in p], device=input_ids.device))
-
-        def repad(k: int) -> torch.Tensor:  # layer k of every piece, batch width, batch order
-            pad = [nn.functional.pad(h[k], (0, 0, 0, width - h[k].shape[1])) for h in outputs]
-            return torch.cat(pad)[back]  # (B, T, H)
-
-        states = tuple(repad(k) for k in range(len(outputs[0])))
-        return SimpleNamespace(hidden_states=states, last_hidden_state=states[-1])
-
-
-class GradientProbe:
-    """Fixed held-out probe batches and the alignment objectives to compare the task against.
-
-    ``task_batches`` are two collated English batches (dev data, never trained on);
-    ``objectives`` maps a pair name to ``(AlignmentLoss, AlignmentData, reference)`` whose
-    first two batches are the held-out probe batches for that pair. Called by :func:`finetune`
-    at ``steps``; returns :func:`xlcore.analysis.gradients.probe` records.
-
-    Cost: every batch runs in :func:`length_pieces` (no compute on most of the padding), and an
-    English batch that several pairs share (multi-parallel bitext) runs forward once.
-    """
-
-    def __init__(
-        self,
-        steps: Sequence[int],
-        task_batches: Sequence[dict],
-        objectives: dict,
-        *,
-        tokenizer,
-        layer: int,
-        max_length: int,
-        batch_size: int,
-        device: torch.device,
-    ):
-        if len(task_batches) != 2:
-            raise ValueError("a gradient probe needs exactly two task batches")
-        self.steps = set(steps)
-        self.task_batches = task_batches
-        self.objectives = objectives
-        self.tokenizer = tokenizer
-        self.layer = layer
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.device = device
-
-    def __call__(self, model: TaskModel, step: int) -> list[dict]:
-        space = GradientSpace.of(model.encoder)
-        # Probe batches are fixed, not length-grouped: each runs in length pieces, so the
-        # padding costs no compute (the same losses up to float rounding).
-        encoder = _PieceEncoder(model.encoder)
-
-        def task_loss_on(k: int) -> torch.Tensor:
-            return _split_task_loss(model, self.task_batches[k], self.device)
-
-        # Held-out bitexts are multi-parallel (NTREX), so several pairs may probe the same
-        # English batch: its forward pass is then run once and shared (same numbers).
-        sources = Counter(
-            (k, self._source_key(data, k))
-            for _, data, _ in self.objectives.values()
-            for k in (0, 1)
-        )
-        states: dict = {}
-        probes = []
-        for pair, (loss, data, reference) in self.objectives.items():
-            loss.to(self.device)
-            if reference is not None:
-                reference.to(self.device)
-            shared = any(sources[(k, self._source_key(data, k))] > 1 for k in (0, 1))
-
-            def loss_on(k: int, loss=loss, data=data, reference=reference, shared=shared):
-                lo = k * self.batch_size
-                src = data.src_words[lo : lo + self.batch_size]
-                tgt = data.tgt_words[lo : lo + self.batch_size]
-                links = data.links[lo : lo + self.batch_size]
-                return alignment_forward(
-                    encoder,
-                    loss,
-                    self.tokenizer,
-                    src,
-                    tgt,
-                    links,
-                    layer=self.layer,
-                    max_length=self.max_length,
-                    reference_model=reference,
-                    states=states if shared else None,
-                )
-
-            probes.append(ProbeObjective(pair, loss_on, retain_graph=shared))
-        modules = [model] + [loss for loss, _, _ in self.objectives.values()]
-        return gradient_probe(space, modules, task_loss_on, probes, step=step)
-
-    def _source_key(self, data: AlignmentData, k: int) -> tuple:
-        lo = k * self.batch_size
-        return tuple(tuple(words) for words in data.src_words[lo : lo + self.batch_size])

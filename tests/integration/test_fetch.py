@@ -18,8 +18,8 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from xlcore import fetch as xfetch
-from xlcore.data import file_checksum, read_tsv
 from xlcore.errors import DataError
+from xlcore.readers import file_checksum, read_tsv
 
 pytestmark = pytest.mark.shared_data
 

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from xlcore import encoders
-from xlcore.data import UPOS, TaggedSentence, load_parallel, read_conllu, read_tsv
+from xlcore.data import load_parallel
 from xlcore.errors import DataError
 from xlcore.evaluate import encode_pos
+from xlcore.readers import UPOS, TaggedSentence, read_conllu, read_tsv
 from xlcore.tokens import BARE_PIECE, IGNORE_INDEX
 
 # Derandomised: the same 200 examples every time, so a failure reproduces; no example database.

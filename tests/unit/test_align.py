@@ -8,18 +8,16 @@ from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaMo
 
 from xlcore.align import (
     _states_at,
-    alignment_forward,
     argmax_align,
     batched_align,
-    build_alignment_loss,
     encode_parallel,
     extract_word_pairs,
     filter_pairs,
     itermax_align,
-    make_align_batch,
     similarity,
 )
 from xlcore.errors import ConfigError
+from xlcore.losses import alignment_forward, build_alignment_loss, make_align_batch
 from xlcore.tokens import BARE_PIECE, split_words, word_start_index
 
 CORPUS = [

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from xlcore.analysis.gradients import GradientSpace, cosine, gram64, group_gram
 from xlcore.combine import GradVac, gradvac_adjust, pcgrad
+from xlcore.gradients import GradientSpace, cosine, gram64, group_gram
 
 
 def test_pcgrad_removes_exactly_the_conflicting_component():

@@ -7,18 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from xlcore import data
+from xlcore import data, languages
 from xlcore.data import (
     SIB_LABELS,
-    UPOS,
     DataSource,
     ParallelPair,
-    TaggedSentence,
     available_languages,
-    checksums,
-    file_checksum,
     heldout_split,
-    iso_code,
     load_parallel,
     load_pos,
     load_sib,
@@ -28,7 +23,9 @@ from xlcore.data import (
     resolve_source,
 )
 from xlcore.errors import ConfigError, DataError
+from xlcore.languages import iso_code
 from xlcore.paths import SAMPLE_ROOT
+from xlcore.readers import UPOS, TaggedSentence, checksums, file_checksum
 
 SAMPLE = DataSource(SAMPLE_ROOT, "sample")
 SAMPLE_LANGS = ["ar", "de", "en", "ru", "zh"]
@@ -324,12 +321,12 @@ def test_file_checksum_is_sha256_and_follows_changes(tmp_path):
 
 
 def test_language_codes_map_to_iso_639_1():
-    assert len(data.LANGUAGES) == 28
+    assert len(languages.LANGUAGES) == 28
     assert (
-        set(data.FLORES_CODES)
-        == set(data.LASER_CODES)
-        == set(data.NTREX_CODES)
-        == set(data.LANGUAGES)
+        set(languages.FLORES_CODES)
+        == set(languages.LASER_CODES)
+        == set(languages.NTREX_CODES)
+        == set(languages.LANGUAGES)
     )
     codes = ("zho_Hans", "cmn", "zho-CN", "zh", "pes", "fas", "arb", "ara")
     assert [iso_code(c) for c in codes] == ["zh"] * 4 + ["fa"] * 2 + ["ar"] * 2

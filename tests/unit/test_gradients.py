@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from xlcore.analysis.gradients import (
+from xlcore.encoders import load
+from xlcore.gradients import (
     ALL,
     ALL_BUT_EMBEDDINGS,
     GradientSpace,
@@ -18,7 +19,6 @@ from xlcore.analysis.gradients import (
     probe,
     probe_steps,
 )
-from xlcore.encoders import load
 
 
 class TinyEncoder(nn.Module):
@@ -96,7 +96,7 @@ def test_group_gram_equals_float64_dots_and_sums_layer_groups_into_aggregates():
 
 
 def test_gram64_crosses_chunk_boundaries(monkeypatch):
-    import xlcore.analysis.gradients as gradients
+    import xlcore.gradients as gradients
 
     monkeypatch.setattr(gradients, "_CACHE_CHUNK", 7)  # many chunks, a ragged last one
     gen = torch.Generator().manual_seed(3)

@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from xlcore.align import (
+from xlcore.errors import ConfigError
+from xlcore.losses import (
     ALIGNMENT_LOSSES,
     AlignBatch,
     build_alignment_loss,
     make_align_batch,
 )
-from xlcore.errors import ConfigError
 
 TAU = 0.1
 H = 4

@@ -6,20 +6,18 @@ import torch
 from torch import nn
 
 from xlcore import encoders, runs
+from xlcore.batching import batch_at, collate, length_pieces
 from xlcore.data import load_pos
 from xlcore.errors import TrainingError
-from xlcore.evaluate import collate, encode_pos
+from xlcore.evaluate import encode_pos
 from xlcore.paths import SAMPLE_ROOT
+from xlcore.taskmodel import TaskModel, split_task_loss
 from xlcore.train import (
     FinetuneSettings,
-    TaskModel,
     _fused,
     _optimizer,
     _optimizer_name,
-    _split_task_loss,
-    batch_at,
     finetune,
-    length_pieces,
 )
 
 
@@ -124,10 +122,10 @@ def _settings(**kw):
 
 
 def _objective_and_probe(encoder, tok, data, steps):
-    from xlcore.align import build_alignment_loss
     from xlcore.data import load_parallel
+    from xlcore.losses import build_alignment_loss
+    from xlcore.objective import AlignmentData, AlignmentObjective, GradientProbe
     from xlcore.tokens import split_words
-    from xlcore.train import AlignmentData, AlignmentObjective, GradientProbe
 
     bitext = [(split_words(p.en), split_words(p.x)) for p in load_parallel("de", SAMPLE_ROOT)]
     links = [[(0, 0), (1, 1)] for _ in bitext]
@@ -196,10 +194,10 @@ def test_probing_does_not_change_training(tiny, tmp_path):
 def test_probe_runs_an_english_batch_shared_by_two_pairs_once_with_the_same_records(tiny):
     import copy
 
-    from xlcore.align import build_alignment_loss
     from xlcore.data import load_parallel
+    from xlcore.losses import build_alignment_loss
+    from xlcore.objective import AlignmentData, GradientProbe
     from xlcore.tokens import split_words
-    from xlcore.train import AlignmentData, GradientProbe
 
     encoder, tok = copy.deepcopy(tiny[0]), tiny[1]
     data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)
@@ -261,13 +259,13 @@ def test_length_grouped_batches_cover_each_epoch_once():
 
 
 def test_length_pieces_cover_the_batch_and_separate_short_from_long(monkeypatch):
-    import xlcore.evaluate
+    import xlcore.batching
 
     lengths = [5, 60, 7, 58, 6, 61, 5, 59]
-    monkeypatch.setattr(xlcore.train.torch, "get_num_threads", lambda: 1)
-    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 1000)  # calls dearer than padding
+    monkeypatch.setattr(xlcore.batching.torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(xlcore.batching, "CALL_COST_TOKENS", 1000)  # calls dearer than padding
     assert length_pieces(lengths) == [[0, 6, 4, 2, 3, 7, 1, 5]]
-    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 20)
+    monkeypatch.setattr(xlcore.batching, "CALL_COST_TOKENS", 20)
     pieces = length_pieces(lengths)
     assert sorted(i for p in pieces for i in p) == list(range(8))
     assert [sorted(lengths[i] for i in p) for p in pieces] == [[5, 5, 6, 7], [58, 59, 60, 61]]
@@ -279,9 +277,9 @@ def test_length_pieces_cover_the_batch_and_separate_short_from_long(monkeypatch)
 def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypatch):
     import copy
 
-    import xlcore.evaluate
+    import xlcore.batching
 
-    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
+    monkeypatch.setattr(xlcore.batching, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
 
     from xlcore.data import load_sib
     from xlcore.evaluate import encode_sib
@@ -302,7 +300,7 @@ def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypa
     padded = torch.nn.functional.cross_entropy(
         logits.reshape(-1, n_labels), batch["labels"].reshape(-1), ignore_index=-100
     )
-    split = _split_task_loss(model, batch, torch.device("cpu"))
+    split = split_task_loss(model, batch, torch.device("cpu"))
     assert split.item() == pytest.approx(padded.item(), rel=1e-5)
     params = [p for p in model.parameters() if p.requires_grad]
     for a, b in zip(
@@ -318,17 +316,17 @@ def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypa
 def test_piece_encoder_gives_the_padded_states_on_real_tokens(tiny, monkeypatch):
     import copy
 
-    import xlcore.evaluate
-    from xlcore.train import _PieceEncoder
+    import xlcore.batching
+    from xlcore.taskmodel import PieceEncoder
 
-    monkeypatch.setattr(xlcore.evaluate, "CALL_COST_TOKENS", 1)
+    monkeypatch.setattr(xlcore.batching, "CALL_COST_TOKENS", 1)
     encoder, tok = copy.deepcopy(tiny[0]).eval(), tiny[1]  # eval: no dropout draws
     words = [["a"], ["the", "cat", "sat", "on", "the", "mat", "and", "the", "dog", "too"], ["b"]]
     enc = tok(words, is_split_into_words=True, padding=True, return_tensors="pt")
     mask = enc["attention_mask"].bool()
     with torch.no_grad():
         full = encoder(**enc, output_hidden_states=True).hidden_states
-        pieces = _PieceEncoder(encoder)(**enc).hidden_states
+        pieces = PieceEncoder(encoder)(**enc).hidden_states
     assert len(pieces) == len(full)
     for a, b in zip(pieces, full, strict=True):
         assert a.shape == b.shape

@@ -25,12 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xlcore.align import MODEL_INPUTS
+from xlcore.batching import length_sorted_batches
 from xlcore.device import autocast
 from xlcore.tokens import BARE_PIECE, word_start_index
 
@@ -78,11 +78,6 @@ def pair_cosines(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- states
 
 
-def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-
-
 def _token_lengths(tokenizer, texts: Sequence, max_length: int, **kwargs) -> list[int]:
     """Tokens per text after truncation: batches of equal token length carry the least padding
     (character or word counts are poor proxies, e.g. for Chinese)."""
@@ -123,7 +118,7 @@ def sentence_states(
     try:
         with _precision(model, bf16):
             lengths = _token_lengths(tokenizer, texts, max_length)
-            for idx in _batches(lengths, batch_size):
+            for idx in length_sorted_batches(lengths, batch_size):
                 enc = tokenizer(
                     [texts[i] for i in idx],
                     padding=True,
@@ -166,7 +161,7 @@ def word_states(
         with _precision(model, bf16):
             words_list = [list(s) for s in sentences]
             lengths = _token_lengths(tokenizer, words_list, max_length, is_split_into_words=True)
-            for idx in _batches(lengths, batch_size):
+            for idx in length_sorted_batches(lengths, batch_size):
                 batch_words = [words_list[i] for i in idx]
                 enc = tokenizer(
                     batch_words,

@@ -13,9 +13,12 @@ from xlcore import encoders, runs
 from xlcore.config import STRATEGY_REGIMES
 from xlcore.context import StepContext, Variant, pairs_data
 from xlcore.errors import ConfigError
-from xlcore.train import FinetuneSettings, GradientProbe, TaskModel, finetune
+from xlcore.objective import GradientProbe
+from xlcore.readers import UPOS
+from xlcore.taskmodel import TaskModel
+from xlcore.train import FinetuneSettings, finetune
 
-NUM_LABELS = {"pos": len(xdata.UPOS), "sib": len(xdata.SIB_LABELS)}
+NUM_LABELS = {"pos": len(UPOS), "sib": len(xdata.SIB_LABELS)}
 
 
 def run(
@@ -90,8 +93,8 @@ def gradient_probe(ctx, variant, deps, encoder, tok, objective):
     every = c.probe_interval(task)
     if not every:
         return None
-    from xlcore.analysis.gradients import probe_steps
-    from xlcore.evaluate import collate
+    from xlcore.batching import collate
+    from xlcore.gradients import probe_steps
 
     n = c.probe_batch_size
     dev = ctx.encoded(tok, task, c.src_lang, "dev", c.dev_limit, c.max_seq_length)
@@ -121,7 +124,7 @@ def gradient_probe(ctx, variant, deps, encoder, tok, objective):
 
 def _probe_objective(ctx, regime, seed, deps, pair, encoder, objective) -> tuple:
     """(loss module, held-out data, frozen reference or None) for probing ``pair``."""
-    from xlcore.align import build_alignment_loss
+    from xlcore.losses import build_alignment_loss
 
     c = ctx.config
     n = c.probe_batch_size
