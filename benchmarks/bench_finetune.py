@@ -137,7 +137,7 @@ def xlalign_run(model, tokenizer, train, select, args, out: Path) -> tuple:
         group_by_length=args.group_by_length,
         split_by_length=not args.group_by_length,
     )
-    run = runs.prepare("finetune", "bench", {"bench": "finetune"}, root=out)
+    run = runs.prepare("finetune", "bench", {"bench": "finetune"}, version=0, root=out)
     run.path.mkdir(parents=True)
     with Clock() as seconds:
         finetune(

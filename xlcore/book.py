@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xlcore import chapter
 from xlcore.config import make_config, pair_lang, unknown_key_message
 from xlcore.errors import ConfigError, XlcoreError
 from xlcore.paths import PACKAGE_DIR, runs_dir
@@ -424,36 +425,25 @@ def _announce_data(profile: str, restrict: Mapping[str, object]) -> None:
 
 
 def _chapter_configs(root: Path, names: list[str], profile: str, params_of: Callable) -> list:
-    """Every distinct config the chapters read, the combining chapter's loss comparison included."""
-    from xlcore.comparison import loss_comparison_configs
-    from xlcore.report import chapter_config
-
+    """Every distinct config the chapters read (:func:`xlcore.chapter.experiment_configs`) with
+    their default parameters and the build's."""
     configs = {}
     for name in names:
-        p = params_of(name)
-        known = chapter_parameters(root, name)
-        overrides = {
-            k: v for k, v in p.items() if k != "profile" and k in _CONFIG_PARAMETERS and k in known
-        }
-        config = chapter_config(profile, **overrides)
-        configs[repr(config)] = config
-        if {"losses", "loss_task"} <= known.keys():  # the combining chapter's loss comparison
-            chosen = {**known, **p}
-            for small in loss_comparison_configs(
-                config, chosen["losses"], task=chosen["loss_task"]
-            ):
-                configs[repr(small)] = small
+        parameters = {**chapter_parameters(root, name), **params_of(name)}
+        for config in chapter.experiment_configs(name, profile, parameters):
+            configs[repr(config)] = config
     return list(configs.values())
 
 
 def _execute_chapters(
     root: Path, names: list[str], out_dir: Path, params_of: Callable, force: bool, only: str | None
 ) -> list[ChapterResult]:
-    """Execute the chapters in order; the reproducibility chapter also sees the others' outputs."""
+    """Execute the chapters in order; a chapter of :data:`xlcore.chapter.READS_CHAPTERS` is
+    executed again whenever an earlier chapter's output changes."""
     results = []
     summary = ""
     for name in names:
-        extra = summary if name == "reproducibility" else ""
+        extra = summary if name in chapter.READS_CHAPTERS else ""
         result = execute_chapter(
             root, name, params_of(name), out_dir=out_dir, force=force or name == only, extra=extra
         )
@@ -461,10 +451,6 @@ def _execute_chapters(
         results.append(result)
         _say(f"{name}: {result.status}" + (f" in {result.seconds:.0f} s" if result.seconds else ""))
     return results
-
-
-# Chapter parameters that are config keys (the rest, e.g. a figure's task, only shape views).
-_CONFIG_PARAMETERS = ("pairs", "tgt_langs", "seeds", "model_name_or_path", "tasks")
 
 
 __all__ = [

@@ -22,12 +22,36 @@ def _jobs(args: argparse.Namespace) -> int:
 
 def _grid(args: argparse.Namespace) -> int:
     from xlcore.config import make_config, parse_overrides
-    from xlcore.grid import run_grid
+    from xlcore.grid import run_grids
 
-    config = make_config(args.profile, parse_overrides(args.set or []))
+    if args.chapter:
+        configs = _chapter_configs(args)
+    else:
+        if args.param:
+            raise ConfigError("--param needs --chapter NAME (the chapter whose runs to compute)")
+        configs = [make_config(args.profile, parse_overrides(args.set or []))]
     root = Path(args.runs).resolve() if args.runs else None
-    run_grid(config, root=root, progress=not args.quiet, jobs=_jobs(args), scheduler=args.scheduler)
+    run_grids(
+        configs, root=root, progress=not args.quiet, jobs=_jobs(args), scheduler=args.scheduler
+    )
     return 0
+
+
+def _chapter_configs(args: argparse.Namespace) -> list:
+    """The configs chapter ``--chapter`` reads with its default parameters and ``--param``."""
+    from xlcore import chapter
+    from xlcore.book import PROJECT_DIR, chapter_parameters, check_parameters, parse_parameters
+
+    if args.set:
+        raise ConfigError(
+            "--set and --chapter do not combine: give config keys as chapter parameters, e.g. "
+            "--param 'overrides=[\"align_alpha=0.5\"]'"
+        )
+    given = parse_parameters(args.param or [])
+    check_parameters(PROJECT_DIR, args.chapter, given)
+    parameters = {**chapter_parameters(PROJECT_DIR, args.chapter), **given}
+    parameters.pop("profile", None)
+    return chapter.experiment_configs(args.chapter, args.profile, parameters)
 
 
 def _book(args: argparse.Namespace) -> int:
@@ -100,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set pairs=en-fi --set seeds=1,2",
+    )
+    grid.add_argument(
+        "--chapter", help="compute the runs this chapter reads (e.g. combining), with --param"
+    )
+    grid.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a chapter parameter as a Python literal, e.g. --param 'pairs=[\"en-fi\"]'",
     )
     grid.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
     grid.add_argument("--jobs", help=JOBS_HELP)

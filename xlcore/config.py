@@ -78,13 +78,6 @@ class Config:
     # runtime
     trim_vocab: bool = False
     group_by_length: bool = True  # length-grouped training batches (less padding)
-    split_by_length: bool = False  # run each batch in length pieces (same loss, less padding)
-    # zero-shot test evaluation in length pieces (same predictions up to rounding, less padding);
-    # false: one padded batch at a time, as runs made before it (their run keys and numbers)
-    eval_split_by_length: bool = True
-    # torch's fused Adam(W) on CPU/CUDA (the Trainer's default); false: torch's default loop,
-    # which runs made before fused AdamW used (their run keys and numbers)
-    fused_optimizer: bool = True
     device: str = "auto"
     bf16: bool = False
 

@@ -38,13 +38,16 @@ class Variant:
 
 
 class StepContext:
-    """Loads data and encoders for the steps of one grid process; a dataset is read once."""
+    """Loads data and encoders for the steps of one grid process; a dataset is read once.
+
+    It keeps only what does not move a step's numbers (the steps' specs hold the rest): the data
+    source, the device, progress bars and checkpoint spacing."""
 
     def __init__(self, config: Config, source: xdata.DataSource, progress: bool = True):
-        self.config = config
         self.source = source
         self.progress = progress
         self.device = resolve_device(config.device)
+        self.checkpoint_steps = config.checkpoint_steps
         self._cache: dict = {}
 
     def memo(self, key: Hashable, fn: Callable):
@@ -72,28 +75,28 @@ class StepContext:
         examples = self.task_data(task, lang, split, limit)
         return (encode_pos if task == "pos" else encode_sib)(tok, examples, max_length)
 
-    def bitext(self, lang: str) -> tuple[list, list]:
-        """(train, held-out) word-split parallel sentences for ``en-lang``."""
+    def bitext(self, lang: str, train_limit: int | None) -> tuple[list, list]:
+        """(train, held-out) word-split parallel sentences for ``en-lang``, the training part
+        cut to ``train_limit`` pairs."""
 
         def load():
             pairs = xdata.load_parallel(lang, source=self.source)
             train, heldout = xdata.heldout_split(pairs, source=self.source)
-            limit = self.config.align_train_limit
-            train = train[:limit] if limit else train
+            train = train[:train_limit] if train_limit else train
             return (
                 [(split_words(p.en), split_words(p.x)) for p in train],
                 [(split_words(p.en), split_words(p.x)) for p in heldout],
             )
 
-        return self.memo(("bitext", lang), load)
+        return self.memo(("bitext", lang, train_limit), load)
 
     def encoder(self, name_or_path: str):
         """A fresh copy of an encoder and its tokenizer (steps change the weights)."""
         return encoders.load(str(name_or_path))
 
-    def vocab_texts(self) -> list:
-        """Every text the grid's models read, for vocabulary trimming."""
-        c = self.config
+    def vocab_texts(self, c) -> list:
+        """Every text the grid's models read, for vocabulary trimming (``c``: the
+        :class:`xlcore.steps.encoder.Spec` naming them)."""
         texts: list = []
         for task in c.tasks:
             for lang, split, limit in [
@@ -104,24 +107,16 @@ class StepContext:
                 for ex in self.task_data(task, lang, split, limit):
                     texts.append(list(ex.words) if task == "pos" else ex.text)
         for pair in c.pairs:
-            train, heldout = self.bitext(pair_lang(pair, c.src_lang))
+            train, heldout = self.bitext(pair_lang(pair, c.src_lang), c.align_train_limit)
             for src, tgt in (*train, *heldout):
                 texts.extend([src, tgt])
         return texts
 
-    def objective(self, model, tok, pairs_run: runs.Run, seed: int) -> AlignmentObjective:
-        """The alignment objective of the config on the word pairs of ``pairs_run``."""
-        c = self.config
-        return AlignmentObjective(
-            model,
-            tok,
-            pairs_data(pairs_run),
-            loss_name=c.align_loss,
-            layer=c.align_layer,
-            batch_size=c.align_batch_size,
-            max_length=c.max_seq_length,
-            seed=seed,
-        )
+    def objective(self, model, tok, pairs_run: runs.Run, **settings) -> AlignmentObjective:
+        """The alignment objective on the word pairs of ``pairs_run``; ``settings``: ``loss``,
+        ``layer``, ``batch_size``, ``max_length`` and ``seed``."""
+        loss = settings.pop("loss")
+        return AlignmentObjective(model, tok, pairs_data(pairs_run), loss_name=loss, **settings)
 
 
 def pairs_data(pairs_run: runs.Run) -> AlignmentData:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -33,33 +33,24 @@ from xlcore.frames import (
 )
 from xlcore.paths import runs_dir
 from xlcore.sources import checksums, data_source, validate_languages
-from xlcore.steps import align, distances, encoder, evaluate, finetune, wordpairs
+from xlcore.steps import align, declare, distances, encoder, evaluate, finetune, wordpairs
 from xlcore.steps.finetune import NUM_LABELS, load_task_model
 
-# The settings of a fine-tuning run's key besides model, task, regime, pair, seed and steps.
+# Settings a fine-tuning run reads from the config under their own names.
 _FINETUNE_KEYS = (
+    "src_lang",
     "learning_rate",
     "per_device_train_batch_size",
+    "per_device_eval_batch_size",
     "max_seq_length",
+    "eval_max_seq_length",
     "warmup_ratio",
     "weight_decay",
     "eval_steps",
     "pooling",
     "train_limit",
     "dev_limit",
-    "eval_max_seq_length",
     "group_by_length",
-)
-# The settings that decide which texts vocabulary trimming keeps.
-_TRIM_KEYS = (
-    "tasks",
-    "tgt_langs",
-    "pairs",
-    "train_limit",
-    "dev_limit",
-    "test_limit",
-    "align_train_limit",
-    "src_lang",
 )
 
 
@@ -82,14 +73,6 @@ class Grid:
     steps: list[Step] = field(default_factory=list)
     root: Path = field(default_factory=runs_dir)
 
-    def add(
-        self, kind: str, name: str, spec: dict, fn, *, data=None, deps=None, seed=None
-    ) -> runs.Run:
-        run = runs.prepare(kind, name, spec, data=data, deps=deps, root=self.root)
-        if all(s.run.path != run.path for s in self.steps):
-            self.steps.append(Step(run, fn, seed, f"{kind} {name}"))
-        return run
-
 
 def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> Grid:
     """Plan every step of ``config`` (nothing is computed)."""
@@ -101,23 +84,19 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     for pair in config.pairs:
         planner.pair(pair)
     if planner.wants_distances:
-        planner.distances("base", {"stage": "base"}, planner.base, dict(planner.base_deps))
+        planner.distances({"stage": "base"}, planner.encoder_run, "base")
         for (pair, seed, _steps), al_run in planner.align_runs.items():
-            planner.distances(
-                f"aligned-{pair}-s{seed}",
-                {"stage": "aligned", "pair": pair, "seed": seed},
-                str(al_run.path / "encoder"),
-                {"align": al_run},
-            )
+            record = {"stage": "aligned", "pair": pair, "seed": seed}
+            planner.distances(record, al_run, f"aligned-{pair}-s{seed}")
     for task in config.tasks:
         for seed in config.seeds:
             for regime, pair in planner.variants():
-                planner.finetune(task, regime, pair, seed)
+                planner.finetune(Variant(task, regime, pair, seed))
     return grid
 
 
 class _Planner:
-    """Adds a config's runs to a grid; remembers the runs later steps read."""
+    """Declares a config's runs on a grid; remembers the runs later steps read."""
 
     def __init__(self, grid: Grid, ctx: StepContext):
         c = grid.config
@@ -126,72 +105,59 @@ class _Planner:
         # bf16 runs in fp32, the computation of bf16=false, and must not share keys with bf16
         # runs made on another machine (a chapter would mix the two).
         self.bf16 = uses_bf16(ctx.device, c.bf16)
-        self.model_spec = {"model_name_or_path": c.model_name_or_path}
         self.pair_langs = [pair_lang(p, c.src_lang) for p in c.pairs]
-        self.base_deps: dict[str, runs.Run] = {}
-        self.base = c.model_name_or_path
+        self.encoder_run: runs.Run | None = None
         self.align_runs: dict[tuple[str, int, int], runs.Run] = {}
         self.pair_runs: dict[str, runs.Run] = {}
         self.heldout_runs: dict[str, runs.Run] = {}
         self.aligned_regimes = [r for r in c.regimes if r != "baseline"]
-        self.distance_langs = list(dict.fromkeys(self.pair_langs))
+        self.distance_langs = tuple(dict.fromkeys(self.pair_langs))
         self.wants_distances = "distances" in c.analyses and bool(self.distance_langs)
 
-    def checksums(self, items) -> dict:
-        return checksums(self.grid.source, items)
+    def add(self, step, name: str, spec, inputs, files=()) -> runs.Run:
+        """Declare the run of ``step`` (once: a run planned twice is the same run)."""
+        data = checksums(self.grid.source, files)
+        run = declare(step, name, spec, inputs, data=data, root=self.grid.root)
+        if all(s.run.path != run.path for s in self.grid.steps):
+            fn = functools.partial(step.run, spec, inputs, ctx=self.ctx)
+            seed = getattr(spec, "seed", None)
+            self.grid.steps.append(Step(run, fn, seed, f"{step.KIND} {name}"))
+        return run
 
     def encoder(self) -> None:
         """The vocabulary-trimmed base encoder, when the config trims."""
         c = self.c
         if not c.trim_vocab:
             return
-        task_files = [(t, c.src_lang, s) for t in c.tasks for s in ("train", "dev")]
-        task_files += [
-            (t, lg, "test") for t in c.tasks for lg in dict.fromkeys((c.src_lang, *c.tgt_langs))
-        ]
-        files = task_files + [("parallel", lg, None) for lg in self.pair_langs]
-        spec = {**self.model_spec, "texts": {k: getattr(c, k) for k in _TRIM_KEYS}}
-        run = self.grid.add(
-            "encoder",
-            c.model_name_or_path.replace(":", "-").replace("/", "-"),
-            spec,
-            functools.partial(encoder.run, self.ctx),
-            data=self.checksums(files),
-        )
-        self.base_deps = {"encoder": run}
-        self.base = str(run.path / "encoder")
+        langs = dict.fromkeys((c.src_lang, *c.tgt_langs))
+        files = [(t, c.src_lang, s) for t in c.tasks for s in ("train", "dev")]
+        files += [(t, lg, "test") for t in c.tasks for lg in langs]
+        files += [("parallel", lg, None) for lg in self.pair_langs]
+        names = [f.name for f in fields(encoder.Spec)]
+        spec = encoder.Spec(**{k: getattr(c, k) for k in names})
+        name = c.model_name_or_path.replace(":", "-").replace("/", "-")
+        self.encoder_run = self.add(encoder, name, spec, encoder.Inputs(), files)
 
     def pair(self, pair: str) -> None:
         """A pair's word pairs (held-out for the analyses, training for alignment) and its
         aligned encoders."""
         c, lang = self.c, pair_lang(pair, self.c.src_lang)
-        spec = {
-            **self.model_spec,
-            "pair": pair,
-            "layer": c.wordpair_layer,
-            "method": c.wordpair_method,
-            "align_train_limit": c.align_train_limit,
-        }
-        files = self.checksums([("parallel", lang, None)])
+        spec = wordpairs.Spec(
+            model_name_or_path=c.model_name_or_path,
+            src_lang=c.src_lang,
+            pair=pair,
+            part="heldout",
+            layer=c.wordpair_layer,
+            method=c.wordpair_method,
+            align_train_limit=None,  # the held-out part is split off before the limit
+        )
+        inputs, files = wordpairs.Inputs(self.encoder_run), [("parallel", lang, None)]
         if set(c.analyses) & {"distances", "gradients"}:
-            self.heldout_runs[pair] = self.grid.add(
-                "wordpairs",
-                f"{pair}-heldout",
-                {**spec, "part": "heldout"},
-                functools.partial(wordpairs.run, self.ctx, self.base, lang, "heldout"),
-                data=files,
-                deps=self.base_deps,
-            )
+            self.heldout_runs[pair] = self.add(wordpairs, f"{pair}-heldout", spec, inputs, files)
         if not any(pair in c.regime_pairs(r) for r in self.aligned_regimes):
             return
-        self.pair_runs[pair] = self.grid.add(
-            "wordpairs",
-            pair,
-            spec,
-            functools.partial(wordpairs.run, self.ctx, self.base, lang, "train"),
-            data=files,
-            deps=self.base_deps,
-        )
+        spec = replace(spec, part="train", align_train_limit=c.align_train_limit)
+        self.pair_runs[pair] = self.add(wordpairs, pair, spec, inputs, files)
         if "sequential" in c.regimes:
             for seed in c.seeds:
                 for task in c.tasks:
@@ -201,54 +167,41 @@ class _Planner:
         if (pair, seed, steps) in self.align_runs:
             return
         c = self.c
-        spec = {
-            **self.model_spec,
-            "pair": pair,
-            "loss": c.align_loss,
-            "layer": c.align_layer,
-            "steps": steps,
-            "batch_size": c.align_batch_size,
-            "seed": seed,
-            "learning_rate": c.align_learning_rate or c.learning_rate,
-            "max_seq_length": c.max_seq_length,
-            "bf16": self.bf16,
-        }
-        if c.fused_optimizer:  # recorded only when on: older runs keep their keys
-            spec["fused_optimizer"] = True
-        pairs_run = self.pair_runs[pair]
-        self.align_runs[(pair, seed, steps)] = self.grid.add(
-            "align",
-            f"{pair}-{c.align_loss}-s{seed}",
-            spec,
-            functools.partial(align.run, self.ctx, self.base, pairs_run, pair, seed, steps),
-            deps={**self.base_deps, "wordpairs": pairs_run},
+        spec = align.Spec(
+            model_name_or_path=c.model_name_or_path,
+            pair=pair,
+            loss=c.align_loss,
+            layer=c.align_layer,
+            steps=steps,
+            batch_size=c.align_batch_size,
             seed=seed,
+            learning_rate=c.align_learning_rate or c.learning_rate,
+            max_seq_length=c.max_seq_length,
+            bf16=self.bf16,
         )
+        inputs = align.Inputs(self.encoder_run, self.pair_runs[pair])
+        name = f"{pair}-{c.align_loss}-s{seed}"
+        self.align_runs[(pair, seed, steps)] = self.add(align, name, spec, inputs)
 
-    def distances(self, name: str, record: dict, source: str | runs.Run, deps: dict) -> None:
-        """The distance run of one encoder: a name or path, or a fine-tuning run's encoder."""
+    def distances(self, record: dict, model: runs.Run | None, name: str) -> None:
+        """The distance run of one encoder: the base model (``model`` None or the trimmed
+        encoder's run), an aligned encoder's run or a fine-tuning run."""
         c, langs = self.c, self.distance_langs
-        spec = {
-            "langs": langs,
-            "distance_limit": c.distance_limit,
-            "distance_word_pairs": c.distance_word_pairs,
-            "max_length": distances.MAX_LENGTH,
-            "bf16": self.bf16,
-        }
-        files = self.checksums(
-            [("sib", lg, "test") for lg in (c.src_lang, *langs)]
-            + [("tatoeba", lg, None) for lg in langs]
+        cell = {"task": None, "regime": None, "pair": None, "seed": None, **record}
+        spec = distances.Spec(
+            model_name_or_path=c.model_name_or_path,
+            **cell,
+            src_lang=c.src_lang,
+            langs=langs,
+            distance_limit=c.distance_limit,
+            distance_word_pairs=c.distance_word_pairs,
+            max_length=distances.MAX_LENGTH,
+            bf16=self.bf16,
         )
-        heldout = dict(self.heldout_runs)
-        self.grid.add(
-            "distances",
-            name,
-            spec,
-            functools.partial(distances.run, self.ctx, record, source, heldout, langs),
-            data=files,
-            deps={**deps, **{f"heldout-{p}": r for p, r in heldout.items()}},
-            seed=record.get("seed"),
-        )
+        files = [("sib", lg, "test") for lg in (c.src_lang, *langs)]
+        files += [("tatoeba", lg, None) for lg in langs]
+        inputs = distances.Inputs(model, dict(self.heldout_runs))
+        self.add(distances, name, spec, inputs, files)
 
     def variants(self) -> list[tuple[str, str | None]]:
         """(regime, pair) of every fine-tuning run of one task and seed."""
@@ -259,82 +212,54 @@ class _Planner:
             out.extend((regime, pair) for pair in self.c.regime_pairs(regime))
         return out
 
-    def finetune_spec(self, task: str, regime: str, pair: str | None, seed: int) -> tuple:
-        """The key settings and the input runs of one fine-tuning run."""
-        c = self.c
-        spec = {
-            **self.model_spec,
-            "task": task,
-            "regime": regime,
-            "pair": pair,
-            "seed": seed,
-            "max_steps": c.max_steps(task),
-            **{k: getattr(c, k) for k in _FINETUNE_KEYS},
-            "bf16": self.bf16,
-        }
-        deps = dict(self.base_deps)
-        if regime == "sequential":
-            deps["align"] = self.align_runs[(pair, seed, c.align_steps or c.max_steps(task))]
-        if regime in STRATEGY_REGIMES:
-            deps["wordpairs"] = self.pair_runs[pair]
-            spec.update(
-                align_loss=c.align_loss,
-                align_layer=c.align_layer,
-                align_alpha=c.align_alpha,
-                align_batch_size=c.align_batch_size,
-            )
-        if regime == "gradvac":
-            spec["gradvac_beta"] = c.gradvac_beta
-        if c.split_by_length:  # recorded only when on: older runs keep their keys
-            spec["split_by_length"] = True
-        if c.fused_optimizer:  # likewise
-            spec["fused_optimizer"] = True
-        probe_every = c.probe_interval(task)
-        if probe_every:
-            probe_pairs = c.pairs if regime == "baseline" else (pair,)
-            spec.update(
-                probe_every=probe_every,
+    def finetune_spec(self, v: Variant) -> tuple[finetune.Spec, finetune.Inputs]:
+        """The spec and the input runs of one fine-tuning run."""
+        c, steps = self.c, self.c.max_steps(v.task)
+        settings = {k: getattr(c, k) for k in _FINETUNE_KEYS}
+        settings.update(model_name_or_path=c.model_name_or_path, max_steps=steps, bf16=self.bf16)
+        inputs: dict = {"encoder": self.encoder_run}
+        if v.regime == "sequential":
+            inputs["align"] = self.align_runs[(v.pair, v.seed, c.align_steps or steps)]
+        if v.regime in STRATEGY_REGIMES:
+            inputs["wordpairs"] = self.pair_runs[v.pair]
+            settings.update(align_alpha=c.align_alpha, align_batch_size=c.align_batch_size)
+        if v.regime == "gradvac":
+            settings["gradvac_beta"] = c.gradvac_beta
+        probe_pairs = tuple(c.pairs) if v.regime == "baseline" else (v.pair,)
+        if c.probe_interval(v.task) and probe_pairs:
+            settings.update(
+                probe_every=c.probe_interval(v.task),
                 probe_batch_size=c.probe_batch_size,
-                probe_pairs=list(probe_pairs),
-                align_loss=c.align_loss,
-                align_layer=c.align_layer,
+                probe_pairs=probe_pairs,
             )
-            for p in probe_pairs:
-                deps[f"heldout-{p}"] = self.heldout_runs[p]
-        return spec, deps
+            inputs["heldout"] = {p: self.heldout_runs[p] for p in probe_pairs}
+        if v.regime in STRATEGY_REGIMES or "probe_every" in settings:
+            settings.update(align_loss=c.align_loss, align_layer=c.align_layer)
+        spec = finetune.Spec(**asdict(v), **settings)
+        return spec, finetune.Inputs(**inputs)
 
-    def finetune(self, task: str, regime: str, pair: str | None, seed: int) -> None:
+    def finetune(self, v: Variant) -> None:
         """A fine-tuning run, the distance run of its encoder, and its evaluation."""
         c = self.c
-        spec, deps = self.finetune_spec(task, regime, pair, seed)
-        files = self.checksums([(task, c.src_lang, "train"), (task, c.src_lang, "dev")])
-        variant = Variant(task, regime, pair, seed)
-        name = variant.name
-        fn = functools.partial(finetune.run, self.ctx, variant, deps, self.base)
-        ft_run = self.grid.add("finetune", name, spec, fn, data=files, deps=deps, seed=seed)
-        if self.wants_distances and regime in c.distance_regimes:
-            record = {"stage": "finetuned", "task": task, "regime": regime, "pair": pair}
-            self.distances(
-                f"finetuned-{name}", {**record, "seed": seed}, ft_run, {"finetune": ft_run}
-            )
-        langs = list(dict.fromkeys((c.src_lang, *c.tgt_langs)))
-        ev_spec = {
-            "langs": langs,
-            "test_limit": c.test_limit,
-            "eval_max_seq_length": c.eval_max_seq_length,
-            "bf16": self.bf16,
-        }
-        if c.eval_split_by_length:  # recorded only when on: older runs keep their keys
-            ev_spec["eval_split_by_length"] = True
-        self.grid.add(
-            "evaluate",
-            name,
-            ev_spec,
-            functools.partial(evaluate.run, self.ctx, variant, langs, ft_run),
-            data=self.checksums([(task, lg, "test") for lg in langs]),
-            deps={"finetune": ft_run},
-            seed=seed,
+        spec, inputs = self.finetune_spec(v)
+        files = [(v.task, c.src_lang, "train"), (v.task, c.src_lang, "dev")]
+        ft_run = self.add(finetune, v.name, spec, inputs, files)
+        if self.wants_distances and v.regime in c.distance_regimes:
+            record = {"stage": "finetuned", **asdict(v)}
+            self.distances(record, ft_run, f"finetuned-{v.name}")
+        langs = tuple(dict.fromkeys((c.src_lang, *c.tgt_langs)))
+        ev_spec = evaluate.Spec(
+            **asdict(v),
+            src_lang=c.src_lang,
+            langs=langs,
+            test_limit=c.test_limit,
+            train_limit=c.train_limit if v.task == "pos" else None,
+            eval_max_seq_length=c.eval_max_seq_length,
+            per_device_eval_batch_size=c.per_device_eval_batch_size,
+            bf16=self.bf16,
         )
+        files = [(v.task, lg, "test") for lg in langs]
+        self.add(evaluate, v.name, ev_spec, evaluate.Inputs(ft_run), files)
 
 
 def run_grid(

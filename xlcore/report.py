@@ -1,20 +1,13 @@
-"""What every chapter starts with: its config from the parameters cell, and a provenance note.
+"""What a chapter shows besides its results: a provenance note, the data inventory, the runs.
 
-A chapter's ``parameters`` cell holds plain literals; empty values mean "the profile's".
-:func:`chapter_config` turns them into one validated :class:`xlcore.config.Config`, and
 :func:`provenance` states, prominently, which profile, model and data the chapter's numbers
 come from (and says plainly when that is the built-in sample corpus, not the real experiment).
+A chapter's config comes from :func:`xlcore.chapter.open`.
 """
 
 from __future__ import annotations
 
-from xlcore.config import Config, make_config
-
-
-def chapter_config(profile: str, **parameters) -> Config:
-    """The config of a chapter: ``profile`` plus every non-empty parameter as an override."""
-    overrides = {k: v for k, v in parameters.items() if v not in (None, "", [], ())}
-    return make_config(profile, overrides)
+from xlcore.config import Config
 
 
 def provenance_text(grid) -> str:
@@ -128,4 +121,4 @@ def provenance(grid):
     return Markdown(provenance_text(grid))
 
 
-__all__ = ["chapter_config", "data_inventory", "provenance", "provenance_text", "runs_table"]
+__all__ = ["data_inventory", "provenance", "provenance_text", "runs_table"]

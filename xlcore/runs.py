@@ -84,14 +84,22 @@ def canonical_json(obj: object) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def run_key(kind: str, spec: Mapping, data: Mapping[str, str], deps: Mapping[str, str]) -> str:
-    """sha256 over the step kind, its spec, the data checksums, its inputs' keys and the version."""
+def run_key(
+    kind: str,
+    spec: Mapping,
+    data: Mapping[str, str],
+    deps: Mapping[str, str],
+    *,
+    version: int,
+) -> str:
+    """sha256 over the step kind, its spec, the data checksums, its inputs' keys and the step's
+    ``VERSION`` (not the package's: a release that moves no step's numbers keeps every key)."""
     payload = {
         "kind": kind,
+        "version": version,
         "spec": spec,
         "data": dict(sorted(data.items())),
         "deps": dict(sorted(deps.items())),
-        "xlcore": __version__,
     }
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
@@ -275,18 +283,22 @@ def prepare(
     name: str,
     spec: Mapping,
     *,
+    version: int,
     data: Mapping[str, str] | None = None,
     deps: Mapping[str, Run] | None = None,
     root: Path | None = None,
 ) -> Run:
-    """The :class:`Run` for a step: its key and directory (nothing is written)."""
+    """The :class:`Run` for a step at ``version``: its key and directory (nothing is written)."""
     deps = deps or {}
-    key = run_key(kind, dict(spec), dict(data or {}), {k: r.key for k, r in deps.items()})
+    key = run_key(
+        kind, dict(spec), dict(data or {}), {k: r.key for k, r in deps.items()}, version=version
+    )
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
     path = (root or runs_dir()) / kind / f"{safe}-{key[:12]}"
     full_spec = {
         "kind": kind,
         "name": name,
+        "version": version,
         "spec": dict(spec),
         "data": dict(data or {}),
         "deps": {k: str(r.path) for k, r in deps.items()},

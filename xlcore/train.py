@@ -38,7 +38,7 @@ def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
 
 
 def _optimizer(
-    modules: Sequence[nn.Module], lr: float, weight_decay: float, fused: bool = True
+    modules: Sequence[nn.Module], lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for module in modules:
@@ -52,17 +52,15 @@ def _optimizer(
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=lr,
-        fused=_fused(decay + no_decay, fused),
+        fused=_fused(decay + no_decay),
     )
 
 
-def _fused(params: Sequence[torch.Tensor], wanted: bool = True) -> bool | None:
-    """Whether to use the fused Adam(W) kernels: when ``wanted``, on CPU and CUDA, where torch
-    has them (the ``transformers.Trainer`` default, ``adamw_torch_fused``). On this project's
-    CPU one e5-small AdamW step takes about a third of the per-parameter loop's time; results
-    agree to float rounding, not bit for bit. ``None`` leaves the choice to torch (its
-    per-parameter ``for-loop`` or ``foreach`` implementation, as before fused was used)."""
-    if wanted and params and all(p.device.type in ("cpu", "cuda") for p in params):
+def _fused(params: Sequence[torch.Tensor]) -> bool | None:
+    """The fused Adam(W) kernels on CPU and CUDA, where torch has them (the
+    ``transformers.Trainer`` default, ``adamw_torch_fused``); ``None`` leaves the choice to torch
+    elsewhere (its ``for-loop`` or ``foreach`` implementation)."""
+    if params and all(p.device.type in ("cpu", "cuda") for p in params):
         return True
     return None
 
@@ -81,21 +79,20 @@ def align_encoder(
     learning_rate: float,
     device: torch.device,
     bf16: bool = False,
-    fused_optimizer: bool = True,
     checkpoint_steps: int = 25,
     progress: bool = True,
 ) -> dict:
     """Align ``encoder`` for ``steps`` steps (Adam, constant lr); resumable; returns metrics.
 
-    The aligned encoder stays in ``encoder`` (the caller saves it). ``fused_optimizer``: torch's
-    fused Adam where it has one (:func:`_fused`); False: torch's default implementation. A
-    checkpoint is written every ``checkpoint_steps`` steps (not after the last).
+    The aligned encoder stays in ``encoder`` (the caller saves it); Adam is fused where torch
+    has it (:func:`_fused`). A checkpoint is written every ``checkpoint_steps`` steps (not after
+    the last).
     """
     encoder.to(device).train()
     objective.to(device)
     params = [p for p in encoder.parameters() if p.requires_grad]
     params += list(objective.loss.parameters())
-    optimizer = torch.optim.Adam(params, lr=learning_rate, fused=_fused(params, fused_optimizer))
+    optimizer = torch.optim.Adam(params, lr=learning_rate, fused=_fused(params))
     parts = {"encoder": encoder, "loss": objective.loss, "optimizer": optimizer}
     saved = checkpoint.resume(run, device, parts)
     start, losses = saved.get("step", 0), saved.get("losses", [])
@@ -136,8 +133,8 @@ class FinetuneSettings:
     ``group_by_length`` draws batches of similar length (less padding, a different batch mix);
     ``split_by_length`` keeps the batches and runs each in :func:`length_pieces`, every piece
     padded only to its own longest example, with the loss of the whole padded batch (the same
-    up to float rounding and dropout draws), so no work is spent on most of the padding.
-    ``fused_optimizer`` uses torch's fused AdamW where it has one (:func:`_fused`).
+    up to float rounding and dropout draws), so no work is spent on most of the padding. AdamW
+    is fused where torch has it (:func:`_fused`).
     """
 
     max_steps: int
@@ -153,7 +150,6 @@ class FinetuneSettings:
     group_by_length: bool = False
     gradvac_beta: float = 0.01
     split_by_length: bool = False
-    fused_optimizer: bool = True
 
 
 def finetune(
@@ -246,7 +242,7 @@ def _optimization(
     """The optimizer over the model (and a trainable alignment loss), its linear schedule, and
     the clipped step that every strategy calls."""
     modules = [model] + ([objective.loss] if objective is not None else [])
-    optimizer = _optimizer(modules, s.learning_rate, s.weight_decay, s.fused_optimizer)
+    optimizer = _optimizer(modules, s.learning_rate, s.weight_decay)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(s.warmup_ratio * s.max_steps), s.max_steps
     )

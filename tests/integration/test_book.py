@@ -129,6 +129,29 @@ def test_every_chapter_executes_under_smoke_without_errors(built):
         assert "its numbers mean nothing" in html, name
 
 
+@pytest.mark.parametrize(
+    ("name", "source", "obj"),
+    [
+        ("alignment", "losses.py", "class StrongInfoNCE"),
+        ("combining", "combine.py", "def pcgrad"),
+        ("combining", "combine.py", "def gradvac_adjust"),
+        ("transfer", "tokens.py", "def label_first_subwords"),
+        ("gradients", "gradients.py", "def probe"),
+    ],
+)
+def test_chapters_show_the_code_they_explain_from_xlcore(built, name, source, obj):
+    """The code a chapter explains is included from xlcore's source, not copied into it."""
+    import html as htmllib
+    import re
+
+    root, _ = built
+    page = (root / "_build" / "html" / "book" / f"{name}.html").read_text()
+    text = htmllib.unescape(re.sub(r"<[^>]+>", "", page))
+    assert obj in text
+    assert obj in (book.PROJECT_DIR / "xlcore" / source).read_text()
+    assert obj not in (root / "book" / f"{name}.md").read_text()
+
+
 def test_loss_comparison_runs_before_the_chapters(built):
     """The combining chapter's loss comparison is part of the build's grid: its runs were all
     finished before the chapter started executing."""
@@ -136,12 +159,12 @@ def test_loss_comparison_runs_before_the_chapters(built):
 
     from xlcore import comparison
     from xlcore import grid as xgrid
-    from xlcore.report import chapter_config
+    from xlcore.chapter import config_of
 
     root, _ = built
     defaults = book.chapter_parameters(root, "combining")
     smalls = comparison.loss_comparison_configs(
-        chapter_config("smoke"), defaults["losses"], task=defaults["loss_task"]
+        config_of("smoke", {}), defaults["losses"], task=defaults["loss_task"]
     )
     assert len(smalls) == len(defaults["losses"]) > 1
     meta = json.loads((root / "_build" / "src" / "book" / "combining.ipynb").read_text())

@@ -24,7 +24,7 @@ def test_unknown_language_lists_available(capsys, tmp_path):
 def test_results_table(capsys, tmp_path):
     assert main(["results", "--runs", str(tmp_path)]) == 1  # nothing yet, says what to run
     assert "xlcore grid" in capsys.readouterr().err
-    run = prepare("evaluate", "demo", {"a": 1}, root=tmp_path)
+    run = prepare("evaluate", "demo", {"a": 1}, version=1, root=tmp_path)
     execute(run, lambda r: {"records": [{"lang": "de", "accuracy": 0.5}]})
     assert main(["results", "--runs", str(tmp_path), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))

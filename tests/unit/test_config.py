@@ -69,12 +69,16 @@ def test_malformed_override_item():
 
 
 def test_run_key_depends_on_everything_that_matters():
-    base = run_key("finetune", {"lr": 1e-4}, {"a.tsv": "00"}, {"align": "k1"})
-    assert base == run_key("finetune", {"lr": 1e-4}, {"a.tsv": "00"}, {"align": "k1"})
-    assert base != run_key("finetune", {"lr": 2e-4}, {"a.tsv": "00"}, {"align": "k1"})
-    assert base != run_key("finetune", {"lr": 1e-4}, {"a.tsv": "01"}, {"align": "k1"})
-    assert base != run_key("finetune", {"lr": 1e-4}, {"a.tsv": "00"}, {"align": "k2"})
-    assert base != run_key("evaluate", {"lr": 1e-4}, {"a.tsv": "00"}, {"align": "k1"})
+    def key(kind="finetune", spec=None, data="00", dep="k1", version=1):
+        return run_key(kind, spec or {"lr": 1e-4}, {"a.tsv": data}, {"align": dep}, version=version)
+
+    base = key()
+    assert base == key()
+    assert base != key(spec={"lr": 2e-4})
+    assert base != key(data="01")
+    assert base != key(dep="k2")
+    assert base != key(kind="evaluate")
+    assert base != key(version=2)
     assert len(base) == 64
 
 

@@ -82,37 +82,55 @@ def test_probe_settings_change_finetune_keys(tmp_path):
     assert _paths(a, "align") == _paths(b, "align")
 
 
-def test_fused_optimizer_is_recorded_only_when_on(tmp_path):
-    """Fused AdamW (the default) marks the alignment and fine-tuning runs it trains; switched
-    off, the keys are those of runs made before it, so those runs are found and reused."""
-    on = plan(make_config("smoke"), root=tmp_path)
-    off = plan(make_config("smoke", {"fused_optimizer": False}), root=tmp_path)
-    for kind in ("align", "finetune", "evaluate"):
-        assert _paths(on, kind).isdisjoint(_paths(off, kind)), kind
-    assert _paths(on, "wordpairs") == _paths(off, "wordpairs")
-    trained = [s for s in on.steps if s.run.kind in ("align", "finetune")]
-    assert trained and all(s.run.spec["spec"]["fused_optimizer"] for s in trained)
-    assert not any("fused_optimizer" in s.run.spec["spec"] for s in off.steps)
+def _keys(grid, kind=None):
+    return {s.label: s.run.key for s in grid.steps if kind is None or s.run.kind == kind}
 
 
-def test_eval_split_by_length_is_recorded_only_when_on(tmp_path):
-    """Test evaluation in length pieces (the default) marks the evaluation runs only; switched
-    off, their keys are those of runs made before it."""
-    on = plan(make_config("smoke"), root=tmp_path)
-    off = plan(make_config("smoke", {"eval_split_by_length": False}), root=tmp_path)
-    assert _paths(on, "evaluate").isdisjoint(_paths(off, "evaluate"))
-    for kind in ("align", "finetune", "distances", "wordpairs"):
-        assert _paths(on, kind) == _paths(off, kind), kind
-    evaluations = [s for s in on.steps if s.run.kind == "evaluate"]
-    assert evaluations and all(s.run.spec["spec"]["eval_split_by_length"] for s in evaluations)
-    assert not any("eval_split_by_length" in s.run.spec["spec"] for s in off.steps)
+def test_a_step_version_moves_its_runs_and_the_runs_that_read_them(tmp_path, monkeypatch):
+    """Bumping ``xlcore.steps.align.VERSION`` renews the aligned encoders, the sequential runs
+    fine-tuned from them, their evaluations and distances; nothing else."""
+    before = _keys(plan(make_config("smoke"), root=tmp_path))
+    monkeypatch.setattr("xlcore.steps.align.VERSION", 2)
+    after = _keys(plan(make_config("smoke"), root=tmp_path))
+    assert before.keys() == after.keys()
+    moved = {label for label in before if before[label] != after[label]}
+    assert moved and {label.split()[0] for label in moved} == {
+        "align",
+        "finetune",
+        "evaluate",
+        "distances",
+    }
+    for label in moved - {lb for lb in moved if lb.startswith("align ")}:
+        assert "sequential" in label or label.startswith("distances aligned-"), label
 
 
-def test_split_by_length_changes_finetune_keys_only_when_on(tmp_path):
-    a = plan(make_config("smoke"), root=tmp_path)
-    off = plan(make_config("smoke", {"split_by_length": False}), root=tmp_path)
-    on = plan(make_config("smoke", {"split_by_length": True}), root=tmp_path)
-    assert _paths(a, "finetune") == _paths(off, "finetune")
-    assert _paths(a, "finetune").isdisjoint(_paths(on, "finetune"))
-    assert _paths(a, "align") == _paths(on, "align")
-    assert all(s.run.spec["spec"]["split_by_length"] for s in on.steps if s.run.kind == "finetune")
+def test_keys_do_not_hash_the_package_version(tmp_path, monkeypatch):
+    """A release that bumps no step's ``VERSION`` keeps every run (and its results) in place."""
+    before = _keys(plan(make_config("smoke"), root=tmp_path))
+    monkeypatch.setattr("xlcore.runs.__version__", "999.0")
+    monkeypatch.setattr("xlcore.__version__", "999.0")
+    assert _keys(plan(make_config("smoke"), root=tmp_path)) == before
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "moved"),
+    [
+        ("distance_limit", 3, {"distances"}),
+        ("per_device_eval_batch_size", 7, {"finetune", "evaluate", "distances"}),
+        ("wordpair_method", "argmax", {"wordpairs", "align", "finetune", "evaluate", "distances"}),
+        ("checkpoint_steps", 2, set()),
+    ],
+)
+def test_a_setting_moves_exactly_the_steps_that_read_it(tmp_path, setting, value, moved):
+    before = _keys(plan(make_config("smoke"), root=tmp_path))
+    after = _keys(plan(make_config("smoke", {setting: value}), root=tmp_path))
+    kinds = {label.split()[0] for label in before if before[label] != after[label]}
+    assert kinds == moved
+
+
+def test_a_setting_of_one_task_leaves_the_other_tasks_runs(tmp_path):
+    before = plan(make_config("smoke"), root=tmp_path)
+    after = plan(make_config("smoke", {"sib_max_steps": 5}), root=tmp_path)
+    a, b = _keys(before), _keys(after)
+    assert {lb for lb in a if " pos-" in lb and a[lb] != b.get(lb)} == set()
+    assert any(" sib-" in lb and a[lb] != b.get(lb) for lb in a)

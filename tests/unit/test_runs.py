@@ -31,10 +31,10 @@ def test_execute_once_then_skip(tmp_path):
         (run.path / "artifact.txt").write_text("x")
         return {"records": [{"value": 3}]}
 
-    run = runs.prepare("demo", "first", {"x": 1}, root=tmp_path)
+    run = runs.prepare("demo", "first", {"x": 1}, version=1, root=tmp_path)
     assert not run.complete
     runs.execute(run, fn, seed=1, data_source="test")
-    runs.execute(runs.prepare("demo", "first", {"x": 1}, root=tmp_path), fn)
+    runs.execute(runs.prepare("demo", "first", {"x": 1}, version=1, root=tmp_path), fn)
     assert len(calls) == 1
     assert run.complete and run.metrics()["records"] == [{"value": 3}]
     prov = run.provenance()
@@ -45,7 +45,7 @@ def test_execute_once_then_skip(tmp_path):
 
 
 def test_interrupted_run_is_not_complete_and_reruns(tmp_path):
-    run = runs.prepare("demo", "crash", {"x": 2}, root=tmp_path)
+    run = runs.prepare("demo", "crash", {"x": 2}, version=1, root=tmp_path)
 
     def crash(run):
         (run.path / "partial.txt").write_text("half")
@@ -60,7 +60,7 @@ def test_interrupted_run_is_not_complete_and_reruns(tmp_path):
 
 
 def test_tampered_metrics_are_reported(tmp_path):
-    run = runs.prepare("demo", "t", {"x": 3}, root=tmp_path)
+    run = runs.prepare("demo", "t", {"x": 3}, version=1, root=tmp_path)
     runs.execute(run, lambda r: {"records": [{"v": 1}]})
     (run.path / "metrics.json").write_text('{"records": [{"v": 2}]}')
     with pytest.raises(runs.RunCorruptedError, match="remove that directory"):
@@ -82,7 +82,7 @@ def test_runs_table_shows_the_precision_each_key_records(tmp_path):
     from xlcore.report import runs_table
 
     steps = [
-        SimpleNamespace(run=runs.prepare(kind, name, spec, root=tmp_path))
+        SimpleNamespace(run=runs.prepare(kind, name, spec, version=1, root=tmp_path))
         for kind, name, spec in [
             ("finetune", "bf16-run", {"bf16": True, "seed": 1}),
             ("finetune", "fp32-run", {"bf16": False, "seed": 1}),

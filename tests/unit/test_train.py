@@ -69,7 +69,7 @@ def test_nan_loss_stops_with_the_step_number(tiny, tmp_path):
         checkpoint_steps=5,
         seed=1,
     )
-    run = runs.prepare("finetune", "nan", {"x": 1}, root=tmp_path)
+    run = runs.prepare("finetune", "nan", {"x": 1}, version=1, root=tmp_path)
     run.path.mkdir(parents=True)
     real_forward = model.forward
 
@@ -164,7 +164,7 @@ def _train(tmp_path, name, tok, data, *, strategy=None, probe_steps=None):
     objective = probe = None
     if strategy is not None or probe_steps is not None:
         objective, probe = _objective_and_probe(encoder, tok, data, probe_steps or [])
-    run = runs.prepare("finetune", name, {"name": name}, root=tmp_path)
+    run = runs.prepare("finetune", name, {"name": name}, version=1, root=tmp_path)
     run.path.mkdir(parents=True)
     torch.manual_seed(0)
     return finetune(
@@ -366,15 +366,3 @@ def test_adamw_is_fused_on_cpu_and_matches_the_per_parameter_loop():
     assert not torch.equal(ref.weight, torch.zeros_like(ref.weight))
     for a, b in zip(ref.parameters(), fast.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_fused_optimizer_off_is_torchs_default_bit_for_bit():
-    """``fused_optimizer=False`` reproduces the optimiser of runs made before fused AdamW."""
-    assert _fused([torch.zeros(2)], wanted=False) is None
-    ref, default, model = _adamw_twins()
-    opt = _optimizer([model], lr=1e-2, weight_decay=0.01, fused=False)
-    assert _optimizer_name(opt) == "default"
-    _five_steps((ref, default), (model, opt))
-    assert not torch.equal(ref.weight, torch.zeros_like(ref.weight))
-    for a, b in zip(ref.parameters(), model.parameters(), strict=True):
-        assert torch.equal(a, b)

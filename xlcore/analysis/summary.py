@@ -116,14 +116,7 @@ def _pts(x: float) -> str:
     return f"{x:+.1f}"
 
 
-def guidelines(
-    evaluations: pd.DataFrame,
-    gradients: pd.DataFrame | None = None,
-    distance_correlations: pd.DataFrame | None = None,
-    loss_comparison: pd.DataFrame | None = None,
-    src_lang: str = "en",
-) -> list[str]:
-    """Guidelines as sentences, each generated from the numbers it quotes."""
+def _regime_sentences(evaluations: pd.DataFrame, src_lang: str) -> list[str]:
     out: list[str] = []
     summary = regime_summary(evaluations, src_lang)
     for task, part in summary.groupby("task"):
@@ -156,57 +149,81 @@ def guidelines(
                 f"{task.upper()}: these regimes cost English accuracy (points): {names}; "
                 "check the source language when adding an alignment loss during fine-tuning."
             )
-    if gradients is not None and len(gradients):
-        gs = gradient_summary(gradients)
-        base = gs[gs["regime"] == "baseline"]
-        for _, r in base.iterrows():
-            ratio = r["norm_ratio"]
-            separable = min(r["floor_task"], r["floor_align"]) >= FLOOR_FACTOR * r["abs_cos"]
-            out.append(
-                f"{r['task'].upper()}: task and alignment gradients on the encoder (without "
-                f"embeddings) had mean |cos| {r['abs_cos']:.3f}, against a same-loss noise floor "
-                f"of {r['floor_task']:.3f} (task) and {r['floor_align']:.3f} (alignment); "
-                + (
-                    "near-orthogonal, well below what one loss shows on two batches; "
-                    if separable
-                    else f"a floor less than {FLOOR_FACTOR:g}× that cosine, so at this probe "
-                    "batch size near-orthogonality cannot be told apart from noise (raise "
-                    "`probe_batch_size`); "
-                )
-                + f"the alignment gradient was {ratio:.2g}× the task gradient's norm, so "
-                + (
-                    "it dominates the shared update unless it is down-weighted."
-                    if ratio > 1
-                    else "the task dominates the shared update."
-                )
-            )
-    if distance_correlations is not None and len(distance_correlations):
-        c = distance_correlations[distance_correlations["method"] == "spearman"].dropna(
-            subset=["lo", "hi"]
-        )
-        if len(c):
-            excl = c[(c["lo"] > 0) | (c["hi"] < 0)]
-            out.append(
-                f"Distances as predictors: {len(excl)} of {len(c)} (task, measure, layer) "
-                "Spearman correlations between Δdistance and Δaccuracy have a 95% interval that "
-                "excludes zero; "
-                + (
-                    "treat a distance change as no evidence of a transfer gain."
-                    if len(excl) <= 0.05 * len(c) + 1
-                    else "some distance measures carry signal; check which before relying on one."
-                )
-            )
-    if loss_comparison is not None and len(loss_comparison):
-        lc = loss_comparison.sort_values("delta", ascending=False)
-        top = lc.iloc[0]
-        listing = ", ".join(
-            f"{r['align_loss']} ({_pts(100 * r['delta'])})" for _, r in lc.iterrows()
-        )
+    return out
+
+
+def _gradient_sentences(gradients: pd.DataFrame) -> list[str]:
+    out: list[str] = []
+    gs = gradient_summary(gradients)
+    for _, r in gs[gs["regime"] == "baseline"].iterrows():
+        ratio = r["norm_ratio"]
+        separable = min(r["floor_task"], r["floor_align"]) >= FLOOR_FACTOR * r["abs_cos"]
         out.append(
-            f"Loss choice ({top['task'].upper()}, {top['pair']}, sequential): Δ accuracy on the "
-            f"aligned language by loss, in points: {listing}; the largest gain came from "
-            f"**{top['align_loss']}**, so prefer it as a starting point for this pair and task."
+            f"{r['task'].upper()}: task and alignment gradients on the encoder (without "
+            f"embeddings) had mean |cos| {r['abs_cos']:.3f}, against a same-loss noise floor "
+            f"of {r['floor_task']:.3f} (task) and {r['floor_align']:.3f} (alignment); "
+            + (
+                "near-orthogonal, well below what one loss shows on two batches; "
+                if separable
+                else f"a floor less than {FLOOR_FACTOR:g}× that cosine, so at this probe "
+                "batch size near-orthogonality cannot be told apart from noise (raise "
+                "`probe_batch_size`); "
+            )
+            + f"the alignment gradient was {ratio:.2g}× the task gradient's norm, so "
+            + (
+                "it dominates the shared update unless it is down-weighted."
+                if ratio > 1
+                else "the task dominates the shared update."
+            )
         )
+    return out
+
+
+def _distance_sentences(distance_correlations: pd.DataFrame) -> list[str]:
+    c = distance_correlations[distance_correlations["method"] == "spearman"].dropna(
+        subset=["lo", "hi"]
+    )
+    if not len(c):
+        return []
+    excl = c[(c["lo"] > 0) | (c["hi"] < 0)]
+    return [
+        f"Distances as predictors: {len(excl)} of {len(c)} (task, measure, layer) "
+        "Spearman correlations between Δdistance and Δaccuracy have a 95% interval that "
+        "excludes zero; "
+        + (
+            "treat a distance change as no evidence of a transfer gain."
+            if len(excl) <= 0.05 * len(c) + 1
+            else "some distance measures carry signal; check which before relying on one."
+        )
+    ]
+
+
+def _loss_sentences(loss_comparison: pd.DataFrame) -> list[str]:
+    lc = loss_comparison.sort_values("delta", ascending=False)
+    top = lc.iloc[0]
+    listing = ", ".join(f"{r['align_loss']} ({_pts(100 * r['delta'])})" for _, r in lc.iterrows())
+    return [
+        f"Loss choice ({top['task'].upper()}, {top['pair']}, sequential): Δ accuracy on the "
+        f"aligned language by loss, in points: {listing}; the largest gain came from "
+        f"**{top['align_loss']}**, so prefer it as a starting point for this pair and task."
+    ]
+
+
+def guidelines(
+    evaluations: pd.DataFrame,
+    gradients: pd.DataFrame | None = None,
+    distance_correlations: pd.DataFrame | None = None,
+    loss_comparison: pd.DataFrame | None = None,
+    src_lang: str = "en",
+) -> list[str]:
+    """Guidelines as sentences, each generated from the numbers it quotes."""
+    out = _regime_sentences(evaluations, src_lang)
+    if gradients is not None and len(gradients):
+        out += _gradient_sentences(gradients)
+    if distance_correlations is not None and len(distance_correlations):
+        out += _distance_sentences(distance_correlations)
+    if loss_comparison is not None and len(loss_comparison):
+        out += _loss_sentences(loss_comparison)
     return out
 
 

@@ -3,45 +3,70 @@ first stage)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from xlcore import encoders, runs
 from xlcore.context import StepContext
+from xlcore.steps import encoder_path
 from xlcore.train import align_encoder
 
+KIND = "align"
+VERSION = 1
 
-def run(
-    ctx: StepContext,
-    base: str,
-    pairs_run: runs.Run,
-    pair: str,
-    seed: int,
-    steps: int,
-    run: runs.Run,
-) -> dict:
-    c = ctx.config
-    torch.manual_seed(seed)
-    model, tok = ctx.encoder(base)
-    objective = ctx.objective(model, tok, pairs_run, seed)
+
+@dataclass(frozen=True)
+class Spec:
+    model_name_or_path: str
+    pair: str
+    loss: str
+    layer: int
+    steps: int
+    batch_size: int
+    seed: int
+    learning_rate: float
+    max_seq_length: int
+    bf16: bool  # bf16 autocast as used: requested and native on the device
+
+
+@dataclass(frozen=True)
+class Inputs:
+    encoder: runs.Run | None  # the trimmed base encoder, when the grid trims
+    wordpairs: runs.Run
+
+
+def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
+    torch.manual_seed(spec.seed)
+    model, tok = ctx.encoder(encoder_path(spec.model_name_or_path, inputs.encoder))
+    objective = ctx.objective(
+        model,
+        tok,
+        inputs.wordpairs,
+        loss=spec.loss,
+        layer=spec.layer,
+        batch_size=spec.batch_size,
+        max_length=spec.max_seq_length,
+        seed=spec.seed,
+    )
     metrics = align_encoder(
-        run,
+        out,
         model,
         objective,
-        steps=steps,
-        learning_rate=c.align_learning_rate or c.learning_rate,
+        steps=spec.steps,
+        learning_rate=spec.learning_rate,
         device=ctx.device,
-        bf16=c.bf16,
-        fused_optimizer=c.fused_optimizer,
-        checkpoint_steps=c.checkpoint_steps,
+        bf16=spec.bf16,
+        checkpoint_steps=ctx.checkpoint_steps,
         progress=ctx.progress,
     )
-    encoders.save(model.cpu(), tok, run.path / "encoder")
-    runs.atomic_torch_save(objective.loss.cpu().state_dict(), run.path / "alignment_loss.pt")
+    encoders.save(model.cpu(), tok, out.path / "encoder")
+    runs.atomic_torch_save(objective.loss.cpu().state_dict(), out.path / "alignment_loss.pt")
     metrics["records"] = [
         {
-            "pair": pair,
-            "seed": seed,
-            "align_loss": c.align_loss,
+            "pair": spec.pair,
+            "seed": spec.seed,
+            "align_loss": spec.loss,
             "align_loss_first": metrics["align_loss_first"],
             "align_loss_last": metrics["align_loss_last"],
         }

@@ -3,66 +3,90 @@ fine-tuned) on held-out word pairs, SIB-200 and Tatoeba sentences."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from xlcore import data as xdata
 from xlcore import runs
 from xlcore.analysis import distances as xdist
 from xlcore.config import pair_lang
 from xlcore.context import StepContext, pairs_data
 from xlcore.device import precision_name
+from xlcore.steps import encoder_path
 from xlcore.steps.finetune import load_task_model
 
+KIND = "distances"
+VERSION = 1
 MAX_LENGTH = 128
 
 
-def run(
-    ctx: StepContext,
-    record: dict,
-    encoder: str | runs.Run,
-    heldout_runs: dict[str, runs.Run],
-    langs: list[str],
-    run: runs.Run,
-) -> dict:
-    """``encoder``: an encoder's name or path, or the fine-tuning run whose encoder is measured."""
-    c = ctx.config
-    if isinstance(encoder, runs.Run):
-        task_model, tok = load_task_model(encoder)
-        model = task_model.encoder
+@dataclass(frozen=True)
+class Spec:
+    """What is measured (the encoder's ``stage`` and the fine-tuning cell it comes from, for
+    the result rows) and on which sentences and word pairs."""
+
+    model_name_or_path: str
+    stage: str  # base, aligned or finetuned
+    task: str | None
+    regime: str | None
+    pair: str | None
+    seed: int | None
+    src_lang: str
+    langs: tuple[str, ...]
+    distance_limit: int | None
+    distance_word_pairs: int | None
+    max_length: int
+    bf16: bool
+
+    def record(self) -> dict:
+        return {k: getattr(self, k) for k in ("stage", "task", "regime", "pair", "seed")}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    # The measured encoder: a fine-tuning run's, an alignment or trimmed-encoder run's, or
+    # (None) the named base model.
+    model: runs.Run | None
+    heldout: dict[str, runs.Run] = field(default_factory=dict)  # word pairs per pair
+
+
+def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
+    if inputs.model is not None and inputs.model.kind == "finetune":
+        model, tok = load_task_model(inputs.model)
+        model = model.encoder
     else:
-        model, tok = ctx.encoder(encoder)
+        model, tok = ctx.encoder(encoder_path(spec.model_name_or_path, inputs.model))
     model.to(ctx.device).eval()
     word_pairs = {}
-    for pair, heldout in heldout_runs.items():
+    for pair, heldout in inputs.heldout.items():
         data = pairs_data(heldout)
-        word_pairs[pair_lang(pair, c.src_lang)] = xdist.WordPairSet(
+        word_pairs[pair_lang(pair, spec.src_lang)] = xdist.WordPairSet(
             data.src_words, data.tgt_words, data.links
-        ).limited(c.distance_word_pairs)
-    parallel, tatoeba = _sentences(ctx, langs)
+        ).limited(spec.distance_word_pairs)
+    parallel, tatoeba = _sentences(spec, ctx)
     records = xdist.measure(
         model,
         tok,
         word_pairs=word_pairs,
         parallel=parallel,
         tatoeba=tatoeba,
-        max_length=MAX_LENGTH,
-        bf16=c.bf16,
+        max_length=spec.max_length,
+        bf16=spec.bf16,
     )
-    base = {"stage": None, "task": None, "regime": None, "pair": None, "seed": None}
     return {
-        "records": [{**base, **record, **r} for r in records],
-        "precision": precision_name(ctx.device, c.bf16),
+        "records": [{**spec.record(), **r} for r in records],
+        "precision": precision_name(ctx.device, spec.bf16),
     }
 
 
-def _sentences(ctx: StepContext, langs: list[str]) -> tuple[dict, dict]:
+def _sentences(spec: Spec, ctx: StepContext) -> tuple[dict, dict]:
     """SIB-200 test sentences shared with English, and Tatoeba rows, per language."""
-    c = ctx.config
     parallel, tatoeba = {}, {}
-    en_sib = {e.id: e.text for e in xdata.load_sib(c.src_lang, "test", source=ctx.source)}
-    for lang in langs:
+    en_sib = {e.id: e.text for e in xdata.load_sib(spec.src_lang, "test", source=ctx.source)}
+    for lang in spec.langs:
         x_sib = xdata.load_sib(lang, "test", source=ctx.source)
-        shared = [e for e in x_sib if e.id in en_sib][: c.distance_limit]
+        shared = [e for e in x_sib if e.id in en_sib][: spec.distance_limit]
         parallel[lang] = ([en_sib[e.id] for e in shared], [e.text for e in shared])
         if lang in xdata.available_languages("tatoeba", source=ctx.source):
-            rows = xdata.load_tatoeba(lang, source=ctx.source)[: c.distance_limit]
+            rows = xdata.load_tatoeba(lang, source=ctx.source)[: spec.distance_limit]
             tatoeba[lang] = ([en for en, _ in rows], [x for _, x in rows])
     return parallel, tatoeba

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tqdm.auto import tqdm
 
 from xlcore import runs
@@ -10,32 +12,57 @@ from xlcore.context import StepContext, Variant
 from xlcore.evaluate import evaluate, majority_baseline
 from xlcore.steps.finetune import load_task_model
 
+KIND = "evaluate"
+VERSION = 1
 
-def run(
-    ctx: StepContext, variant: Variant, langs: list[str], finetune_run: runs.Run, run: runs.Run
-) -> dict:
-    c, task = ctx.config, variant.task
-    model, tok = load_task_model(finetune_run, ctx.device)
-    majority_train = ctx.pos(c.src_lang, "train", c.train_limit) if task == "pos" else None
+
+@dataclass(frozen=True)
+class Spec:
+    task: str
+    regime: str
+    pair: str | None
+    seed: int
+    src_lang: str
+    langs: tuple[str, ...]
+    test_limit: int | None
+    train_limit: int | None  # the English training sentences of the majority-tag baseline
+    eval_max_seq_length: int
+    per_device_eval_batch_size: int
+    bf16: bool
+
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.task, self.regime, self.pair, self.seed)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    finetune: runs.Run
+
+
+def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
+    task = spec.task
+    model, tok = load_task_model(inputs.finetune, ctx.device)
+    majority_train = ctx.pos(spec.src_lang, "train", spec.train_limit) if task == "pos" else None
     records = []
     for lang in tqdm(
-        langs, desc=f"evaluate {run.path.name[:40]}", leave=False, disable=not ctx.progress
+        spec.langs, desc=f"evaluate {out.path.name[:40]}", leave=False, disable=not ctx.progress
     ):
-        encoded = ctx.encoded(tok, task, lang, "test", c.test_limit, c.eval_max_seq_length)
+        encoded = ctx.encoded(tok, task, lang, "test", spec.test_limit, spec.eval_max_seq_length)
         scores = evaluate(
             model,
             encoded,
             task,
             tok.pad_token_id,
-            c.per_device_eval_batch_size,
+            spec.per_device_eval_batch_size,
             ctx.device,
-            c.bf16,
-            split_by_length=c.eval_split_by_length,
+            spec.bf16,
+            split_by_length=True,
         )
-        rec = {**variant.record(), "lang": lang, "split": "test", **scores}
+        rec = {**spec.variant.record(), "lang": lang, "split": "test", **scores}
         if task == "pos":
             rec["majority_accuracy"] = majority_baseline(
-                majority_train, ctx.pos(lang, "test", c.test_limit)
+                majority_train, ctx.pos(lang, "test", spec.test_limit)
             )
         records.append(rec)
     return {"records": records}

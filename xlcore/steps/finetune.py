@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass, field
 
 import torch
 
@@ -15,48 +16,101 @@ from xlcore.context import StepContext, Variant, pairs_data
 from xlcore.errors import ConfigError
 from xlcore.objective import GradientProbe
 from xlcore.readers import UPOS
+from xlcore.steps import encoder_path
 from xlcore.taskmodel import TaskModel
 from xlcore.train import FinetuneSettings, finetune
 
 NUM_LABELS = {"pos": len(UPOS), "sib": len(xdata.SIB_LABELS)}
+KIND = "finetune"
+VERSION = 1
 
 
-def run(
-    ctx: StepContext, variant: Variant, deps: dict[str, runs.Run], base: str, run: runs.Run
-) -> dict:
-    c = ctx.config
-    task, regime, seed = variant.task, variant.regime, variant.seed
-    torch.manual_seed(seed)
-    start_from = str(deps["align"].path / "encoder") if regime == "sequential" else base
+@dataclass(frozen=True)
+class Spec:
+    """One fine-tuning run. Alignment settings are ``None`` where the regime has no alignment
+    loss; ``probe_every`` 0 means no gradient probes."""
+
+    model_name_or_path: str
+    task: str
+    regime: str
+    pair: str | None
+    seed: int
+    src_lang: str
+    max_steps: int
+    learning_rate: float
+    per_device_train_batch_size: int
+    per_device_eval_batch_size: int
+    max_seq_length: int
+    eval_max_seq_length: int
+    warmup_ratio: float
+    weight_decay: float
+    eval_steps: int
+    pooling: str
+    train_limit: int | None
+    dev_limit: int | None
+    group_by_length: bool
+    bf16: bool
+    align_loss: str | None = None
+    align_layer: int | None = None
+    align_alpha: float | None = None
+    align_batch_size: int | None = None
+    gradvac_beta: float | None = None
+    probe_every: int = 0
+    probe_batch_size: int | None = None
+    probe_pairs: tuple[str, ...] = ()
+
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.task, self.regime, self.pair, self.seed)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    encoder: runs.Run | None  # the trimmed base encoder, when the grid trims
+    align: runs.Run | None = None  # the aligned encoder (sequential)
+    wordpairs: runs.Run | None = None  # the alignment word pairs (joint family)
+    heldout: dict[str, runs.Run] = field(default_factory=dict)  # probe word pairs per pair
+
+
+def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
+    torch.manual_seed(spec.seed)
+    start_from = (
+        str(inputs.align.path / "encoder")
+        if spec.regime == "sequential"
+        else encoder_path(spec.model_name_or_path, inputs.encoder)
+    )
     encoder, tok = ctx.encoder(start_from)
-    model = TaskModel(encoder, task, NUM_LABELS[task], pooling=c.pooling)
+    model = TaskModel(encoder, spec.task, NUM_LABELS[spec.task], pooling=spec.pooling)
     objective = None
-    if regime in STRATEGY_REGIMES:
-        objective = ctx.objective(encoder, tok, deps["wordpairs"], seed)
-    train = ctx.encoded(tok, task, c.src_lang, "train", c.train_limit, c.max_seq_length)
-    dev = ctx.encoded(tok, task, c.src_lang, "dev", c.dev_limit, c.eval_max_seq_length)
-    probe = gradient_probe(ctx, variant, deps, encoder, tok, objective)
+    if spec.regime in STRATEGY_REGIMES:
+        objective = _objective(spec, ctx, encoder, tok, inputs.wordpairs)
+    train = ctx.encoded(
+        tok, spec.task, spec.src_lang, "train", spec.train_limit, spec.max_seq_length
+    )
+    dev = ctx.encoded(
+        tok, spec.task, spec.src_lang, "dev", spec.dev_limit, spec.eval_max_seq_length
+    )
     metrics = finetune(
-        run,
+        out,
         model,
         train,
         dev,
-        settings=_settings(ctx, task, seed),
+        settings=_settings(spec, ctx),
         pad_id=tok.pad_token_id,
         device=ctx.device,
         objective=objective,
-        strategy=regime if regime in STRATEGY_REGIMES else "joint",
-        probe=probe,
-        bf16=c.bf16,
+        strategy=spec.regime if spec.regime in STRATEGY_REGIMES else "joint",
+        probe=gradient_probe(spec, inputs, ctx, encoder, tok, objective),
+        bf16=spec.bf16,
         progress=ctx.progress,
     )
-    runs.atomic_write_json(run.path / "encoder_source.json", {"encoder": start_from})
-    context = variant.record()
+    runs.atomic_write_json(out.path / "encoder_source.json", {"encoder": start_from})
+    context = spec.variant.record()
     metrics["gradients"] = [{**context, **r} for r in metrics["gradients"]]
     metrics["records"] = [
         {
             **context,
-            "lang": c.src_lang,
+            "lang": spec.src_lang,
             "split": "dev",
             "accuracy": metrics["best_dev_accuracy"],
         }
@@ -64,71 +118,74 @@ def run(
     return metrics
 
 
-def _settings(ctx: StepContext, task: str, seed: int) -> FinetuneSettings:
-    c = ctx.config
-    return FinetuneSettings(
-        max_steps=c.max_steps(task),
-        batch_size=c.per_device_train_batch_size,
-        eval_batch_size=c.per_device_eval_batch_size,
-        learning_rate=c.learning_rate,
-        weight_decay=c.weight_decay,
-        warmup_ratio=c.warmup_ratio,
-        eval_steps=c.eval_steps,
-        checkpoint_steps=c.checkpoint_steps,
-        seed=seed,
-        align_alpha=c.align_alpha,
-        group_by_length=c.group_by_length,
-        gradvac_beta=c.gradvac_beta,
-        split_by_length=c.split_by_length,
-        fused_optimizer=c.fused_optimizer,
+def _objective(spec: Spec, ctx: StepContext, encoder, tok, pairs_run: runs.Run):
+    return ctx.objective(
+        encoder,
+        tok,
+        pairs_run,
+        loss=spec.align_loss,
+        layer=spec.align_layer,
+        batch_size=spec.align_batch_size,
+        max_length=spec.max_seq_length,
+        seed=spec.seed,
     )
 
 
-def gradient_probe(ctx, variant, deps, encoder, tok, objective):
+def _settings(spec: Spec, ctx: StepContext) -> FinetuneSettings:
+    return FinetuneSettings(
+        max_steps=spec.max_steps,
+        batch_size=spec.per_device_train_batch_size,
+        eval_batch_size=spec.per_device_eval_batch_size,
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        warmup_ratio=spec.warmup_ratio,
+        eval_steps=spec.eval_steps,
+        checkpoint_steps=ctx.checkpoint_steps,
+        seed=spec.seed,
+        align_alpha=spec.align_alpha or 0.0,
+        group_by_length=spec.group_by_length,
+        gradvac_beta=spec.gradvac_beta or 0.0,
+    )
+
+
+def gradient_probe(spec: Spec, inputs: Inputs, ctx: StepContext, encoder, tok, objective):
     """The probe of one fine-tuning run: two English dev batches against each pair's held-out
     alignment batches. The loss module is the run's own (joint family), the aligned run's
     (sequential), or a fresh one initialised from the seed (baseline)."""
-    c = ctx.config
-    task, regime, seed = variant.task, variant.regime, variant.seed
-    every = c.probe_interval(task)
-    if not every:
+    if not spec.probe_every or not spec.probe_pairs:
         return None
     from xlcore.batching import collate
     from xlcore.gradients import probe_steps
 
-    n = c.probe_batch_size
-    dev = ctx.encoded(tok, task, c.src_lang, "dev", c.dev_limit, c.max_seq_length)
+    n, task = spec.probe_batch_size, spec.task
+    dev = ctx.encoded(tok, task, spec.src_lang, "dev", spec.dev_limit, spec.max_seq_length)
     if len(dev) < 2 * n:
         raise ConfigError(
             f"gradient probing needs {2 * n} English dev examples, the {task} dev set has "
             f"{len(dev)}; lower probe_batch_size or set probe_every=0"
         )
     batches = [collate(dev[k * n : (k + 1) * n], tok.pad_token_id, task) for k in range(2)]
-    pairs = c.pairs if regime == "baseline" else (variant.pair,)
-    if not pairs:
-        return None
     objectives = {
-        p: _probe_objective(ctx, regime, seed, deps, p, encoder, objective) for p in pairs
+        p: _probe_objective(spec, inputs, p, encoder, objective) for p in spec.probe_pairs
     }
     return GradientProbe(
-        probe_steps(c.max_steps(task), every),
+        probe_steps(spec.max_steps, spec.probe_every),
         batches,
         objectives,
         tokenizer=tok,
-        layer=c.align_layer,
-        max_length=c.max_seq_length,
+        layer=spec.align_layer,
+        max_length=spec.max_seq_length,
         batch_size=n,
         device=ctx.device,
     )
 
 
-def _probe_objective(ctx, regime, seed, deps, pair, encoder, objective) -> tuple:
+def _probe_objective(spec: Spec, inputs: Inputs, pair: str, encoder, objective) -> tuple:
     """(loss module, held-out data, frozen reference or None) for probing ``pair``."""
     from xlcore.losses import build_alignment_loss
 
-    c = ctx.config
-    n = c.probe_batch_size
-    data = pairs_data(deps[f"heldout-{pair}"])
+    n = spec.probe_batch_size
+    data = pairs_data(inputs.heldout[pair])
     if len(data) < 2 * n:
         raise ConfigError(
             f"gradient probing needs {2 * n} held-out sentence pairs with word pairs for "
@@ -137,11 +194,11 @@ def _probe_objective(ctx, regime, seed, deps, pair, encoder, objective) -> tuple
     if objective is not None:
         return objective.loss, data, objective.reference
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        loss = build_alignment_loss(c.align_loss, encoder.config.hidden_size)
-    if regime == "sequential":
+        torch.manual_seed(spec.seed)
+        loss = build_alignment_loss(spec.align_loss, encoder.config.hidden_size)
+    if spec.regime == "sequential":
         state = torch.load(
-            runs.check_torch_file(deps["align"], "alignment_loss.pt"),
+            runs.check_torch_file(inputs.align, "alignment_loss.pt"),
             map_location="cpu",
             weights_only=True,
         )

@@ -1,0 +1,148 @@
+"""What a chapter reads: its config and the results of runs computed before it is executed.
+
+A chapter's set-up is one call, ``xlcore.chapter.open("transfer", profile=profile, ...)`` with
+the chapter's parameters. It plans the chapter's experiments (nothing is computed) and stops,
+naming the command that computes them, when a run is missing. ``xlcore book`` computes every
+chapter's experiments first (:func:`experiment_configs`), then executes the chapters;
+``xlcore grid --chapter NAME`` computes one chapter's.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+
+from xlcore.config import Config, make_config, parse_overrides
+from xlcore.errors import XlcoreError
+
+# The experiments each chapter reads; a chapter not listed reads the grid of its config.
+EXPERIMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"combining": ("grid", "loss_comparison")}
+)
+# Chapters that read what the other chapters' executions produced (the execution table): they
+# are executed after the others and again whenever one of those changes.
+READS_CHAPTERS = frozenset({"reproducibility"})
+_CONFIG_KEYS = frozenset(f.name for f in fields(Config)) - {"profile"}
+
+
+class RunsMissingError(XlcoreError):
+    """A chapter was executed before the runs it reads were computed."""
+
+
+def config_of(profile: str, parameters: Mapping[str, object]) -> Config:
+    """The config of a chapter: ``profile``, every non-empty parameter that is a config key, and
+    the ``overrides`` parameter's ``key=value`` items (any config key)."""
+    chosen = {
+        k: v for k, v in parameters.items() if k in _CONFIG_KEYS and v not in (None, "", [], ())
+    }
+    extra = parameters.get("overrides") or []
+    if isinstance(extra, str):
+        extra = [extra]
+    chosen.update(parse_overrides(list(extra)))
+    return make_config(profile, chosen)
+
+
+def experiment_configs(name: str, profile: str, parameters: Mapping[str, object]) -> list[Config]:
+    """Every config whose grid chapter ``name`` reads, with these parameters."""
+    from xlcore.comparison import loss_comparison_configs
+
+    config = config_of(profile, parameters)
+    out = [config]
+    if "loss_comparison" in EXPERIMENTS.get(name, ("grid",)):
+        out += loss_comparison_configs(
+            config, list(parameters["losses"]), task=str(parameters["loss_task"])
+        )
+    return out
+
+
+def command(name: str, profile: str, parameters: Mapping[str, object]) -> str:
+    """The shell command that computes chapter ``name``'s runs for these parameters."""
+    given = [
+        f"--param '{k}={_literal(v)}'"
+        for k, v in parameters.items()
+        if k != "profile" and v not in (None, "", [], ())
+    ]
+    return " ".join(["xlcore grid", f"--chapter {name}", f"--profile {profile}", *given])
+
+
+def _literal(value: object) -> str:
+    """A Python literal without single quotes (the shell command quotes it in them)."""
+    if isinstance(value, str | list | tuple):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    return repr(value)
+
+
+@dataclass
+class Chapter:
+    """A chapter's config and its planned, complete grids; the result frames are read once."""
+
+    name: str
+    config: Config
+    grid: object
+    parameters: Mapping[str, object] = field(default_factory=dict)
+    comparison: Sequence = ()
+
+    @functools.cached_property
+    def evaluations(self):
+        from xlcore.frames import evaluation_frame
+
+        return evaluation_frame(self.grid)
+
+    @functools.cached_property
+    def distances(self):
+        from xlcore.frames import distance_frame
+
+        return distance_frame(self.grid)
+
+    @functools.cached_property
+    def gradients(self):
+        from xlcore.frames import gradient_frame
+
+        return gradient_frame(self.grid)
+
+    @functools.cached_property
+    def logs(self):
+        from xlcore.frames import finetune_logs
+
+        return finetune_logs(self.grid)
+
+    @functools.cached_property
+    def alignment_losses(self):
+        from xlcore.frames import alignment_losses
+
+        return alignment_losses(self.grid)
+
+    @functools.cached_property
+    def loss_comparison(self):
+        """One row per compared loss (:func:`xlcore.comparison.loss_table`)."""
+        from xlcore.comparison import loss_table
+
+        if not self.comparison:
+            raise XlcoreError(f"chapter {self.name!r} declares no loss comparison")
+        p = self.parameters
+        return loss_table(self.comparison, list(p["losses"]), task=str(p["loss_task"]))
+
+
+def open(name: str, profile: str = "mini", root: Path | None = None, **parameters) -> Chapter:  # noqa: A001
+    """Plan chapter ``name``'s experiments for ``profile`` and ``parameters`` and return them,
+    read-only; raise :class:`RunsMissingError` with the computing command if a run is missing."""
+    from xlcore import plots
+    from xlcore.grid import plan
+
+    configs = experiment_configs(name, profile, parameters)
+    grids = [plan(c, root=root, progress=False) for c in configs]
+    steps = {s.run.path: s for g in grids for s in g.steps}
+    missing = [s for s in steps.values() if not s.run.complete]
+    if missing:
+        raise RunsMissingError(
+            f"chapter {name!r} reads {len(steps)} runs, {len(missing)} of them not computed "
+            f"(the first: {missing[0].label}) in {grids[0].root}; compute them with\n"
+            f"    {command(name, profile, parameters)}\n"
+            f"or build the book (`make book`), which computes every chapter's runs first"
+        )
+    plots.set_style()
+    return Chapter(name, configs[0], grids[0], dict(parameters), grids[1:])
