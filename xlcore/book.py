@@ -341,12 +341,12 @@ def _sample_restrictions(profile: str, parameters: Mapping[str, object]) -> dict
     parallel = set(xdata.available_languages("parallel", source=source))
     out: dict[str, object] = {}
     if "tgt_langs" not in parameters:
-        keep = [lang for lang in config.tgt_langs if lang in have]
-        if keep != list(config.tgt_langs):
+        keep = [lang for lang in config.data.tgt_langs if lang in have]
+        if keep != list(config.data.tgt_langs):
             out["tgt_langs"] = keep
     if "pairs" not in parameters:
-        keep = [p for p in config.pairs if pair_lang(p, config.src_lang) in parallel]
-        if keep != list(config.pairs):
+        keep = [p for p in config.data.pairs if pair_lang(p, config.data.src_lang) in parallel]
+        if keep != list(config.data.pairs):
             out["pairs"] = keep
     return out
 
@@ -407,7 +407,7 @@ def _announce_data(profile: str, restrict: Mapping[str, object]) -> None:
     from xlcore.sources import data_source
 
     source = data_source(make_config(profile))
-    if source.kind == "sample" and make_config(profile).data == "sample":
+    if source.kind == "sample" and make_config(profile).data.root == "sample":
         _say(
             f"profile {profile} reads the built-in sample corpus by design; "
             "its numbers mean nothing"

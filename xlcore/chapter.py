@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from xlcore.config import Config, make_config, parse_overrides
+from xlcore.config import Config, config_keys, make_config, parse_overrides
 from xlcore.errors import XlcoreError
 
 # The experiments each chapter reads; a chapter not listed reads the grid of its config.
@@ -26,7 +26,6 @@ EXPERIMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 # Chapters that read what the other chapters' executions produced (the execution table): they
 # are executed after the others and again whenever one of those changes.
 READS_CHAPTERS = frozenset({"reproducibility"})
-_CONFIG_KEYS = frozenset(f.name for f in fields(Config)) - {"profile"}
 
 
 class RunsMissingError(XlcoreError):
@@ -36,9 +35,8 @@ class RunsMissingError(XlcoreError):
 def config_of(profile: str, parameters: Mapping[str, object]) -> Config:
     """The config of a chapter: ``profile``, every non-empty parameter that is a config key, and
     the ``overrides`` parameter's ``key=value`` items (any config key)."""
-    chosen = {
-        k: v for k, v in parameters.items() if k in _CONFIG_KEYS and v not in (None, "", [], ())
-    }
+    keys = config_keys()
+    chosen = {k: v for k, v in parameters.items() if k in keys and v not in (None, "", [], ())}
     extra = parameters.get("overrides") or []
     if isinstance(extra, str):
         extra = [extra]

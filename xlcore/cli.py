@@ -90,14 +90,16 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _profiles(args: argparse.Namespace) -> int:
-    from xlcore.config import PROFILES, make_config
+    from xlcore.config import PROFILE_NAMES, make_config
 
-    for name in PROFILES:
+    for name in PROFILE_NAMES:
         cfg = make_config(name)
         print(
-            f"{name}: model={cfg.model_name_or_path} data={cfg.data} pairs={','.join(cfg.pairs)} "
-            f"tgt_langs={','.join(cfg.tgt_langs)} tasks={','.join(cfg.tasks)} "
-            f"regimes={','.join(cfg.regimes)} seeds={','.join(map(str, cfg.seeds))}"
+            f"{name}: model={cfg.model.model_name_or_path} data={cfg.data.root} "
+            f"pairs={','.join(cfg.data.pairs)} "
+            f"tgt_langs={','.join(cfg.data.tgt_langs)} tasks={','.join(cfg.data.tasks)} "
+            f"regimes={','.join(cfg.finetune.regimes)} "
+            f"seeds={','.join(map(str, cfg.finetune.seeds))}"
         )
     return 0
 

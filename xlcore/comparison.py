@@ -3,7 +3,6 @@ each a small grid of its own (computed with the chapters' grids, read by the com
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import pandas as pd
@@ -17,11 +16,10 @@ def loss_comparison_configs(
 ) -> list[Config]:
     """The small grids of the loss comparison, one per loss: baseline and sequential alignment
     on ``pair`` (default: the config's first), evaluated on the pair's own language."""
-    pair = pair or config.pairs[0]
-    lang = pair_lang(pair, config.src_lang)
+    pair = pair or config.data.pairs[0]
+    lang = pair_lang(pair, config.data.src_lang)
     return [
-        dataclasses.replace(
-            config,
+        config.replace(
             align_loss=loss,
             pairs=(pair,),
             tgt_langs=(lang,),
@@ -43,12 +41,12 @@ def loss_table(grids: Sequence, losses: Sequence[str], *, task: str) -> pd.DataF
     rows = []
     for loss, grid in zip(losses, grids, strict=True):
         c = grid.config
-        d = transfer_deltas(evaluation_frame(grid), c.src_lang)
+        d = transfer_deltas(evaluation_frame(grid), c.data.src_lang)
         own = d[d["own_pair"]]
         rows.append(
             {
                 "task": task,
-                "pair": c.pairs[0],
+                "pair": c.data.pairs[0],
                 "align_loss": loss,
                 "baseline": own["baseline"].mean(),
                 "accuracy": own["accuracy"].mean(),

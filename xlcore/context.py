@@ -46,8 +46,8 @@ class StepContext:
     def __init__(self, config: Config, source: xdata.DataSource, progress: bool = True):
         self.source = source
         self.progress = progress
-        self.device = resolve_device(config.device)
-        self.checkpoint_steps = config.checkpoint_steps
+        self.device = resolve_device(config.model.device)
+        self.checkpoint_steps = config.finetune.checkpoint_steps
         self._cache: dict = {}
 
     def memo(self, key: Hashable, fn: Callable):
@@ -94,22 +94,23 @@ class StepContext:
         """A fresh copy of an encoder and its tokenizer (steps change the weights)."""
         return encoders.load(str(name_or_path))
 
-    def vocab_texts(self, c) -> list:
-        """Every text the grid's models read, for vocabulary trimming (``c``: the
+    def vocab_texts(self, spec) -> list:
+        """Every text the grid's models read, for vocabulary trimming (``spec``: the
         :class:`xlcore.steps.encoder.Spec` naming them)."""
         texts: list = []
-        for task in c.tasks:
+        src = spec.src_lang
+        for task in spec.tasks:
             for lang, split, limit in [
-                (c.src_lang, "train", c.train_limit),
-                (c.src_lang, "dev", c.dev_limit),
-                *[(lg, "test", c.test_limit) for lg in (c.src_lang, *c.tgt_langs)],
+                (src, "train", spec.train_limit),
+                (src, "dev", spec.dev_limit),
+                *[(lg, "test", spec.test_limit) for lg in (src, *spec.tgt_langs)],
             ]:
                 for ex in self.task_data(task, lang, split, limit):
                     texts.append(list(ex.words) if task == "pos" else ex.text)
-        for pair in c.pairs:
-            train, heldout = self.bitext(pair_lang(pair, c.src_lang), c.align_train_limit)
-            for src, tgt in (*train, *heldout):
-                texts.extend([src, tgt])
+        for pair in spec.pairs:
+            train, heldout = self.bitext(pair_lang(pair, src), spec.align_train_limit)
+            for src_words, tgt_words in (*train, *heldout):
+                texts.extend([src_words, tgt_words])
         return texts
 
     def objective(self, model, tok, pairs_run: runs.Run, **settings) -> AlignmentObjective:

@@ -81,15 +81,15 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     grid = Grid(config=config, source=source, root=root or runs_dir())
     planner = _Planner(grid, StepContext(config, source, progress))
     planner.encoder()
-    for pair in config.pairs:
+    for pair in config.data.pairs:
         planner.pair(pair)
     if planner.wants_distances:
         planner.distances({"stage": "base"}, planner.encoder_run, "base")
         for (pair, seed, _steps), al_run in planner.align_runs.items():
             record = {"stage": "aligned", "pair": pair, "seed": seed}
             planner.distances(record, al_run, f"aligned-{pair}-s{seed}")
-    for task in config.tasks:
-        for seed in config.seeds:
+    for task in config.data.tasks:
+        for seed in config.finetune.seeds:
             for regime, pair in planner.variants():
                 planner.finetune(Variant(task, regime, pair, seed))
     return grid
@@ -104,15 +104,15 @@ class _Planner:
         # The keys record the precision actually used: a bf16 request on a CPU without native
         # bf16 runs in fp32, the computation of bf16=false, and must not share keys with bf16
         # runs made on another machine (a chapter would mix the two).
-        self.bf16 = uses_bf16(ctx.device, c.bf16)
-        self.pair_langs = [pair_lang(p, c.src_lang) for p in c.pairs]
+        self.bf16 = uses_bf16(ctx.device, c.model.bf16)
+        self.pair_langs = [pair_lang(p, c.data.src_lang) for p in c.data.pairs]
         self.encoder_run: runs.Run | None = None
         self.align_runs: dict[tuple[str, int, int], runs.Run] = {}
         self.pair_runs: dict[str, runs.Run] = {}
         self.heldout_runs: dict[str, runs.Run] = {}
-        self.aligned_regimes = [r for r in c.regimes if r != "baseline"]
+        self.aligned_regimes = [r for r in c.finetune.regimes if r != "baseline"]
         self.distance_langs = tuple(dict.fromkeys(self.pair_langs))
-        self.wants_distances = "distances" in c.analyses and bool(self.distance_langs)
+        self.wants_distances = "distances" in c.analysis.analyses and bool(self.distance_langs)
 
     def add(self, step, name: str, spec, inputs, files=()) -> runs.Run:
         """Declare the run of ``step`` (once: a run planned twice is the same run)."""
@@ -127,60 +127,61 @@ class _Planner:
     def encoder(self) -> None:
         """The vocabulary-trimmed base encoder, when the config trims."""
         c = self.c
-        if not c.trim_vocab:
+        if not c.model.trim_vocab:
             return
-        langs = dict.fromkeys((c.src_lang, *c.tgt_langs))
-        files = [(t, c.src_lang, s) for t in c.tasks for s in ("train", "dev")]
-        files += [(t, lg, "test") for t in c.tasks for lg in langs]
+        langs = dict.fromkeys((c.data.src_lang, *c.data.tgt_langs))
+        files = [(t, c.data.src_lang, s) for t in c.data.tasks for s in ("train", "dev")]
+        files += [(t, lg, "test") for t in c.data.tasks for lg in langs]
         files += [("parallel", lg, None) for lg in self.pair_langs]
         names = [f.name for f in fields(encoder.Spec)]
-        spec = encoder.Spec(**{k: getattr(c, k) for k in names})
-        name = c.model_name_or_path.replace(":", "-").replace("/", "-")
+        flat = c.flat()
+        spec = encoder.Spec(**{k: flat[k] for k in names})
+        name = c.model.model_name_or_path.replace(":", "-").replace("/", "-")
         self.encoder_run = self.add(encoder, name, spec, encoder.Inputs(), files)
 
     def pair(self, pair: str) -> None:
         """A pair's word pairs (held-out for the analyses, training for alignment) and its
         aligned encoders."""
-        c, lang = self.c, pair_lang(pair, self.c.src_lang)
+        c, lang = self.c, pair_lang(pair, self.c.data.src_lang)
         spec = wordpairs.Spec(
-            model_name_or_path=c.model_name_or_path,
-            src_lang=c.src_lang,
+            model_name_or_path=c.model.model_name_or_path,
+            src_lang=c.data.src_lang,
             pair=pair,
             part="heldout",
-            layer=c.wordpair_layer,
-            method=c.wordpair_method,
+            layer=c.align.wordpair_layer,
+            method=c.align.wordpair_method,
             align_train_limit=None,  # the held-out part is split off before the limit
         )
         inputs, files = wordpairs.Inputs(self.encoder_run), [("parallel", lang, None)]
-        if set(c.analyses) & {"distances", "gradients"}:
+        if set(c.analysis.analyses) & {"distances", "gradients"}:
             self.heldout_runs[pair] = self.add(wordpairs, f"{pair}-heldout", spec, inputs, files)
         if not any(pair in c.regime_pairs(r) for r in self.aligned_regimes):
             return
-        spec = replace(spec, part="train", align_train_limit=c.align_train_limit)
+        spec = replace(spec, part="train", align_train_limit=c.align.train_limit)
         self.pair_runs[pair] = self.add(wordpairs, pair, spec, inputs, files)
-        if "sequential" in c.regimes:
-            for seed in c.seeds:
-                for task in c.tasks:
-                    self.align(pair, seed, c.align_steps or c.max_steps(task))
+        if "sequential" in c.finetune.regimes:
+            for seed in c.finetune.seeds:
+                for task in c.data.tasks:
+                    self.align(pair, seed, c.align.steps or c.max_steps(task))
 
     def align(self, pair: str, seed: int, steps: int) -> None:
         if (pair, seed, steps) in self.align_runs:
             return
         c = self.c
         spec = align.Spec(
-            model_name_or_path=c.model_name_or_path,
+            model_name_or_path=c.model.model_name_or_path,
             pair=pair,
-            loss=c.align_loss,
-            layer=c.align_layer,
+            loss=c.align.loss,
+            layer=c.align.layer,
             steps=steps,
-            batch_size=c.align_batch_size,
+            batch_size=c.align.batch_size,
             seed=seed,
-            learning_rate=c.align_learning_rate or c.learning_rate,
-            max_seq_length=c.max_seq_length,
+            learning_rate=c.align.learning_rate or c.finetune.learning_rate,
+            max_seq_length=c.finetune.max_seq_length,
             bf16=self.bf16,
         )
         inputs = align.Inputs(self.encoder_run, self.pair_runs[pair])
-        name = f"{pair}-{c.align_loss}-s{seed}"
+        name = f"{pair}-{c.align.loss}-s{seed}"
         self.align_runs[(pair, seed, steps)] = self.add(align, name, spec, inputs)
 
     def distances(self, record: dict, model: runs.Run | None, name: str) -> None:
@@ -189,16 +190,16 @@ class _Planner:
         c, langs = self.c, self.distance_langs
         cell = {"task": None, "regime": None, "pair": None, "seed": None, **record}
         spec = distances.Spec(
-            model_name_or_path=c.model_name_or_path,
+            model_name_or_path=c.model.model_name_or_path,
             **cell,
-            src_lang=c.src_lang,
+            src_lang=c.data.src_lang,
             langs=langs,
-            distance_limit=c.distance_limit,
-            distance_word_pairs=c.distance_word_pairs,
+            distance_limit=c.analysis.distance_limit,
+            distance_word_pairs=c.analysis.distance_word_pairs,
             max_length=distances.MAX_LENGTH,
             bf16=self.bf16,
         )
-        files = [("sib", lg, "test") for lg in (c.src_lang, *langs)]
+        files = [("sib", lg, "test") for lg in (c.data.src_lang, *langs)]
         files += [("tatoeba", lg, None) for lg in langs]
         inputs = distances.Inputs(model, dict(self.heldout_runs))
         self.add(distances, name, spec, inputs, files)
@@ -206,7 +207,7 @@ class _Planner:
     def variants(self) -> list[tuple[str, str | None]]:
         """(regime, pair) of every fine-tuning run of one task and seed."""
         out: list[tuple[str, str | None]] = []
-        if "baseline" in self.c.regimes:
+        if "baseline" in self.c.finetune.regimes:
             out.append(("baseline", None))
         for regime in self.aligned_regimes:
             out.extend((regime, pair) for pair in self.c.regime_pairs(regime))
@@ -215,26 +216,29 @@ class _Planner:
     def finetune_spec(self, v: Variant) -> tuple[finetune.Spec, finetune.Inputs]:
         """The spec and the input runs of one fine-tuning run."""
         c, steps = self.c, self.c.max_steps(v.task)
-        settings = {k: getattr(c, k) for k in _FINETUNE_KEYS}
-        settings.update(model_name_or_path=c.model_name_or_path, max_steps=steps, bf16=self.bf16)
+        flat = c.flat()
+        settings = {k: flat[k] for k in _FINETUNE_KEYS}
+        settings.update(
+            model_name_or_path=c.model.model_name_or_path, max_steps=steps, bf16=self.bf16
+        )
         inputs: dict = {"encoder": self.encoder_run}
         if v.regime == "sequential":
-            inputs["align"] = self.align_runs[(v.pair, v.seed, c.align_steps or steps)]
+            inputs["align"] = self.align_runs[(v.pair, v.seed, c.align.steps or steps)]
         if v.regime in STRATEGY_REGIMES:
             inputs["wordpairs"] = self.pair_runs[v.pair]
-            settings.update(align_alpha=c.align_alpha, align_batch_size=c.align_batch_size)
+            settings.update(align_alpha=c.align.alpha, align_batch_size=c.align.batch_size)
         if v.regime == "gradvac":
-            settings["gradvac_beta"] = c.gradvac_beta
-        probe_pairs = tuple(c.pairs) if v.regime == "baseline" else (v.pair,)
+            settings["gradvac_beta"] = c.align.gradvac_beta
+        probe_pairs = tuple(c.data.pairs) if v.regime == "baseline" else (v.pair,)
         if c.probe_interval(v.task) and probe_pairs:
             settings.update(
                 probe_every=c.probe_interval(v.task),
-                probe_batch_size=c.probe_batch_size,
+                probe_batch_size=c.analysis.probe_batch_size,
                 probe_pairs=probe_pairs,
             )
             inputs["heldout"] = {p: self.heldout_runs[p] for p in probe_pairs}
         if v.regime in STRATEGY_REGIMES or "probe_every" in settings:
-            settings.update(align_loss=c.align_loss, align_layer=c.align_layer)
+            settings.update(align_loss=c.align.loss, align_layer=c.align.layer)
         spec = finetune.Spec(**asdict(v), **settings)
         return spec, finetune.Inputs(**inputs)
 
@@ -242,20 +246,20 @@ class _Planner:
         """A fine-tuning run, the distance run of its encoder, and its evaluation."""
         c = self.c
         spec, inputs = self.finetune_spec(v)
-        files = [(v.task, c.src_lang, "train"), (v.task, c.src_lang, "dev")]
+        files = [(v.task, c.data.src_lang, "train"), (v.task, c.data.src_lang, "dev")]
         ft_run = self.add(finetune, v.name, spec, inputs, files)
-        if self.wants_distances and v.regime in c.distance_regimes:
+        if self.wants_distances and v.regime in c.analysis.distance_regimes:
             record = {"stage": "finetuned", **asdict(v)}
             self.distances(record, ft_run, f"finetuned-{v.name}")
-        langs = tuple(dict.fromkeys((c.src_lang, *c.tgt_langs)))
+        langs = tuple(dict.fromkeys((c.data.src_lang, *c.data.tgt_langs)))
         ev_spec = evaluate.Spec(
             **asdict(v),
-            src_lang=c.src_lang,
+            src_lang=c.data.src_lang,
             langs=langs,
-            test_limit=c.test_limit,
-            train_limit=c.train_limit if v.task == "pos" else None,
-            eval_max_seq_length=c.eval_max_seq_length,
-            per_device_eval_batch_size=c.per_device_eval_batch_size,
+            test_limit=c.data.test_limit,
+            train_limit=c.data.train_limit if v.task == "pos" else None,
+            eval_max_seq_length=c.finetune.eval_max_seq_length,
+            per_device_eval_batch_size=c.finetune.per_device_eval_batch_size,
             bf16=self.bf16,
         )
         files = [(v.task, lg, "test") for lg in langs]
@@ -311,7 +315,7 @@ def run_grids(
         steps = _steps_by_path(grids)
         todo = [path for path, (step, _) in steps.items() if not step.run.complete]
         if todo:  # a missing encoder is refused before any run directory is made
-            for name in dict.fromkeys(config.model_name_or_path for config in configs):
+            for name in dict.fromkeys(config.model.model_name_or_path for config in configs):
                 encoders.check_available(name)
         n_jobs = min(n_jobs, len(todo)) or 1
         where = f"; on the Dask cluster at {scheduler}" if scheduler else ""

@@ -17,8 +17,8 @@ def provenance_text(grid) -> str:
     kind = "warning" if sample or c.profile == "smoke" else "note"
     lines = [
         f"```{{{kind}}} Where these results come from",
-        f"Profile **{c.profile}**, encoder `{c.model_name_or_path}`, "
-        f"data: {grid.source.describe()}; seeds {', '.join(map(str, c.seeds))}; "
+        f"Profile **{c.profile}**, encoder `{c.model.model_name_or_path}`, "
+        f"data: {grid.source.describe()}; seeds {', '.join(map(str, c.finetune.seeds))}; "
         f"{len(grid.steps)} runs in `{grid.root}`.",
     ]
     if sample:
@@ -54,7 +54,7 @@ def data_inventory(config: Config):
     parallel = set(xdata.available_languages("parallel", source=source))
     pos = set(xdata.available_languages("pos", split="test", source=source))
     sib = set(xdata.available_languages("sib", split="test", source=source))
-    aligned = {pair_lang(p, config.src_lang) for p in config.pairs}
+    aligned = {pair_lang(p, config.data.src_lang) for p in config.data.pairs}
     rows = []
     for lang in langs:
         rows.append(
@@ -72,7 +72,7 @@ def data_inventory(config: Config):
                 "parallel_pairs": len(xdata.load_parallel(lang, source=source))
                 if lang in parallel
                 else 0,
-                "zero_shot_target": lang in config.tgt_langs,
+                "zero_shot_target": lang in config.data.tgt_langs,
                 "aligned_pair": lang in aligned,
             }
         )

@@ -22,20 +22,21 @@ _WHAT = {"pos": "POS (UD)", "sib": "SIB-200", "parallel": "parallel (NTREX)"}
 
 def data_source(config: Config) -> xdata.DataSource:
     """The data source a config reads (``data`` = auto, sample, or a path)."""
-    if config.data == "sample":
+    if config.data.root == "sample":
         return xdata.DataSource(root=SAMPLE_ROOT, kind="sample")
-    if config.data == "auto":
+    if config.data.root == "auto":
         return xdata.resolve_source()
-    return xdata.resolve_source(Path(config.data))
+    return xdata.resolve_source(Path(config.data.root))
 
 
 def _needs(config: Config) -> list[tuple[str, str, str | None]]:
     needs: list[tuple[str, str, str | None]] = []
-    for task in config.tasks:
-        needs.append((task, config.src_lang, "train"))
-        needs.append((task, config.src_lang, "dev"))
-        needs.extend((task, lang, "test") for lang in config.tgt_langs)
-    needs.extend(("parallel", pair_lang(pair, config.src_lang), None) for pair in config.pairs)
+    for task in config.data.tasks:
+        needs.append((task, config.data.src_lang, "train"))
+        needs.append((task, config.data.src_lang, "dev"))
+        needs.extend((task, lang, "test") for lang in config.data.tgt_langs)
+    src = config.data.src_lang
+    needs.extend(("parallel", pair_lang(pair, src), None) for pair in config.data.pairs)
     return needs
 
 

@@ -26,8 +26,8 @@ def test_missing_runs_name_the_command_that_computes_them(tmp_path):
     argv = shlex.split(line)[1:] + ["--runs", str(tmp_path), "--quiet"]
     assert cli.main(argv) == 0
     opened = chapter.open("transfer", profile="smoke", root=tmp_path, **SMALL)
-    assert opened.config.regimes == ("baseline", "sequential")
-    assert opened.config.analyses == ()
+    assert opened.config.finetune.regimes == ("baseline", "sequential")
+    assert opened.config.analysis.analyses == ()
     assert set(opened.evaluations["regime"]) == {"baseline", "sequential"}
     assert set(opened.evaluations["lang"]) == {"en", "de"}
     assert opened.grid.root == tmp_path
@@ -36,7 +36,7 @@ def test_missing_runs_name_the_command_that_computes_them(tmp_path):
 def test_the_loss_comparison_is_part_of_the_combining_chapters_experiments(tmp_path):
     params = {**SMALL, "losses": ["l2", "infonce_strong"], "loss_task": "pos"}
     configs = chapter.experiment_configs("combining", "smoke", params)
-    assert [c.align_loss for c in configs[1:]] == ["l2", "infonce_strong"]
+    assert [c.align.loss for c in configs[1:]] == ["l2", "infonce_strong"]
     assert len(chapter.experiment_configs("transfer", "smoke", params)) == 1
     with pytest.raises(chapter.RunsMissingError, match="--chapter combining"):
         chapter.open("combining", profile="smoke", root=tmp_path, **params)
@@ -44,8 +44,8 @@ def test_the_loss_comparison_is_part_of_the_combining_chapters_experiments(tmp_p
 
 def test_any_config_key_is_a_chapter_parameter_through_overrides():
     config = chapter.config_of("smoke", {"overrides": ["align_alpha=0.5"], "pairs": []})
-    assert config.align_alpha == 0.5
-    assert config.pairs == chapter.config_of("smoke", {}).pairs  # empty: the profile's
+    assert config.align.alpha == 0.5
+    assert config.data.pairs == chapter.config_of("smoke", {}).data.pairs  # empty: the profile's
     with pytest.raises(ConfigError, match="align_alpha"):
         chapter.config_of("smoke", {"overrides": ["align_alpah=0.5"]})
 
