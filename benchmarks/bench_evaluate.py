@@ -29,9 +29,9 @@ from xlcore import data as xdata
 from xlcore import encoders
 from xlcore.config import make_config
 from xlcore.device import bf16_supported
-from xlcore.evaluate import encode_pos, encode_sib, predict
-from xlcore.steps.finetune import NUM_LABELS
+from xlcore.evaluate import predict
 from xlcore.taskmodel import TaskModel
+from xlcore.tasks import get_task
 
 
 def main() -> None:
@@ -54,13 +54,13 @@ def main() -> None:
     source = xdata.resolve_source()
     encoder, tok = encoders.load(args.model)
     torch.manual_seed(args.seed)
-    model = TaskModel(encoder, args.task, NUM_LABELS[args.task]).eval()
+    model = TaskModel(encoder, args.task).eval()
     langs = ("en", *mini.data.tgt_langs)
-    load, encode = (
-        (xdata.load_pos, encode_pos) if args.task == "pos" else (xdata.load_sib, encode_sib)
-    )
+    task = get_task(args.task)
     encoded = {
-        lang: encode(tok, load(lang, "test", source=source, limit=args.limit), args.max_length)
+        lang: task.encode(
+            tok, task.load(lang, "test", source=source, limit=args.limit), args.max_length
+        )
         for lang in langs
     }
     computed: list[int] = []  # tokens through the model, padding included, per forward call

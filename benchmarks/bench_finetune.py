@@ -44,9 +44,10 @@ from torch import nn
 from xlcore import encoders, runs
 from xlcore.batching import batch_at, length_pieces
 from xlcore.data import load_pos, resolve_source
-from xlcore.evaluate import encode_pos, evaluate
+from xlcore.evaluate import evaluate
 from xlcore.paths import env_data_root
 from xlcore.taskmodel import TaskModel
+from xlcore.tasks import encode_pos
 from xlcore.train import FinetuneSettings, finetune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     small, small_tok, kept = encoders.trim_vocabulary(encoder, tok, texts)
     t_trim = time.perf_counter() - start
     del encoder
-    ours = TaskModel(small, "pos", NUM_LABELS)
+    ours = TaskModel(small, "pos")
     ours.head.load_state_dict(baseline.classifier.state_dict())  # the same initial head
 
     full_train = encode_pos(tok, train_s, args.max_length)

@@ -67,7 +67,7 @@ def main() -> None:
         vocab_size=250002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5
     )
     encoder = XLMRobertaModel(config, add_pooling_layer=False)
-    model = TaskModel(encoder, "pos", 17).to(device)
+    model = TaskModel(encoder, "pos").to(device)
     loss = build_alignment_loss("infonce_strong", config.hidden_size).to(device)
     tok = _Tokenizer(config.vocab_size)
     space = GradientSpace.of(encoder)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from xlcore.tasks import Task, get_task
 from xlcore.tokens import IGNORE_INDEX
 
 GROUP_SIZE = 50  # batches per length-sorted chunk (as transformers' LengthGroupedSampler)
@@ -47,8 +48,8 @@ def batch_at(
     return epoch_batches(n, batch_size, seed, epoch, lengths)[within]
 
 
-def collate(examples: Sequence[dict], pad_id: int, task: str) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest example in the batch."""
+def collate(examples: Sequence[dict], pad_id: int, task: str | Task) -> dict[str, torch.Tensor]:
+    """Dynamic padding to the longest example in the batch (labels too, for a token-level task)."""
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -56,7 +57,7 @@ def collate(examples: Sequence[dict], pad_id: int, task: str) -> dict[str, torch
         n = len(e["input_ids"])
         ids[i, :n] = torch.tensor(e["input_ids"])
         mask[i, :n] = 1
-    if task == "pos":
+    if get_task(task).token_level:
         labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
         for i, e in enumerate(examples):
             labels[i, : len(e["labels"])] = torch.tensor(e["labels"])

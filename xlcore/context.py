@@ -11,8 +11,8 @@ from xlcore import data as xdata
 from xlcore import encoders, runs
 from xlcore.config import Config, pair_lang
 from xlcore.device import resolve_device
-from xlcore.evaluate import encode_pos, encode_sib
 from xlcore.objective import AlignmentData, AlignmentObjective
+from xlcore.tasks import get_task
 from xlcore.tokens import split_words
 
 
@@ -55,25 +55,17 @@ class StepContext:
             self._cache[key] = fn()
         return self._cache[key]
 
-    def pos(self, lang: str, split: str, limit: int | None):
-        return self.memo(
-            ("pos", lang, split, limit),
-            lambda: xdata.load_pos(lang, split, source=self.source, limit=limit),
-        )
-
-    def sib(self, lang: str, split: str, limit: int | None):
-        return self.memo(
-            ("sib", lang, split, limit),
-            lambda: xdata.load_sib(lang, split, source=self.source, limit=limit),
-        )
-
     def task_data(self, task: str, lang: str, split: str, limit: int | None):
-        return (self.pos if task == "pos" else self.sib)(lang, split, limit)
+        """A task's examples of one split (read once per process)."""
+        return self.memo(
+            (task, lang, split, limit),
+            lambda: get_task(task).load(lang, split, source=self.source, limit=limit),
+        )
 
     def encoded(self, tok, task: str, lang: str, split: str, limit, max_length: int):
         """A task split tokenised for the model (not memoised: it depends on the tokenizer)."""
         examples = self.task_data(task, lang, split, limit)
-        return (encode_pos if task == "pos" else encode_sib)(tok, examples, max_length)
+        return get_task(task).encode(tok, examples, max_length)
 
     def bitext(self, lang: str, train_limit: int | None) -> tuple[list, list]:
         """(train, held-out) word-split parallel sentences for ``en-lang``, the training part
@@ -105,8 +97,7 @@ class StepContext:
                 (src, "dev", spec.dev_limit),
                 *[(lg, "test", spec.test_limit) for lg in (src, *spec.tgt_langs)],
             ]:
-                for ex in self.task_data(task, lang, split, limit):
-                    texts.append(list(ex.words) if task == "pos" else ex.text)
+                texts.extend(map(get_task(task).text, self.task_data(task, lang, split, limit)))
         for pair in spec.pairs:
             train, heldout = self.bitext(pair_lang(pair, src), spec.align_train_limit)
             for src_words, tgt_words in (*train, *heldout):

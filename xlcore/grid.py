@@ -34,7 +34,8 @@ from xlcore.frames import (
 from xlcore.paths import runs_dir
 from xlcore.sources import checksums, data_source, validate_languages
 from xlcore.steps import align, declare, distances, encoder, evaluate, finetune, wordpairs
-from xlcore.steps.finetune import NUM_LABELS, load_task_model
+from xlcore.steps.finetune import load_task_model
+from xlcore.tasks import get_task
 
 # Settings a fine-tuning run reads from the config under their own names.
 _FINETUNE_KEYS = (
@@ -257,7 +258,7 @@ class _Planner:
             src_lang=c.data.src_lang,
             langs=langs,
             test_limit=c.data.test_limit,
-            train_limit=c.data.train_limit if v.task == "pos" else None,
+            train_limit=c.data.train_limit if get_task(v.task).token_level else None,
             eval_max_seq_length=c.finetune.eval_max_seq_length,
             per_device_eval_batch_size=c.finetune.per_device_eval_batch_size,
             bf16=self.bf16,
@@ -363,6 +364,5 @@ __all__ = [
     "finetune_logs",
     "alignment_losses",
     "load_task_model",
-    "NUM_LABELS",
     "Grid",
 ]

@@ -9,30 +9,33 @@ import torch
 from torch import nn
 
 from xlcore.batching import length_pieces
+from xlcore.tasks import Task, get_task
 from xlcore.tokens import IGNORE_INDEX
 
 
 class TaskModel(nn.Module):
-    """Encoder + linear head: per-token logits (POS) or pooled-sentence logits (SIB)."""
+    """Encoder + linear head over the task's labels: per-token logits for a token-level task
+    (POS), pooled-sentence logits otherwise (SIB)."""
 
     def __init__(
         self,
         encoder: nn.Module,
-        task: str,
-        num_labels: int,
+        task: str | Task,
         pooling: str = "mean",
         dropout: float = 0.1,
     ):
         super().__init__()
+        task = get_task(task)
         self.encoder = encoder
-        self.task = task
+        self.task = task.name
+        self.token_level = task.token_level
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        self.head = nn.Linear(encoder.config.hidden_size, task.num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        if self.task == "pos":
+        if self.token_level:
             return self.head(self.dropout(hidden))  # (B, T, C)
         if self.pooling == "cls":
             pooled = hidden[:, 0]
@@ -48,13 +51,13 @@ def split_task_loss(model: TaskModel, batch: dict, device: torch.device) -> torc
     mask = batch["attention_mask"]
     lengths = mask.sum(1).tolist()
     labels = batch["labels"]
-    count = (labels != IGNORE_INDEX).sum() if model.task == "pos" else len(lengths)
+    count = (labels != IGNORE_INDEX).sum() if model.token_level else len(lengths)
     total = None
     for piece in length_pieces(lengths):
         rows = torch.tensor(piece)
         width = max(lengths[i] for i in piece)
         logits = model(batch["input_ids"][rows, :width].to(device), mask[rows, :width].to(device))
-        target = labels[rows, :width] if model.task == "pos" else labels[rows]
+        target = labels[rows, :width] if model.token_level else labels[rows]
         part = nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(),
             target.to(device).reshape(-1),

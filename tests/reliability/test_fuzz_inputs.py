@@ -17,8 +17,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from xlcore import encoders
 from xlcore.data import load_parallel
 from xlcore.errors import DataError
-from xlcore.evaluate import encode_pos
 from xlcore.readers import UPOS, TaggedSentence, read_conllu, read_tsv
+from xlcore.tasks import encode_pos
 from xlcore.tokens import BARE_PIECE, IGNORE_INDEX
 
 # Derandomised: the same 200 examples every time, so a failure reproduces; no example database.

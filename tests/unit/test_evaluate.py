@@ -2,8 +2,9 @@
 
 import pytest
 
-from xlcore.evaluate import majority_baseline, score
+from xlcore.evaluate import majority_baseline
 from xlcore.readers import TaggedSentence
+from xlcore.tasks import get_task
 from xlcore.tokens import IGNORE_INDEX as X
 
 
@@ -13,14 +14,14 @@ def test_pos_accuracy_counts_truncated_words_as_wrong():
         {"input_ids": [0, 7, 2], "labels": [X, 3, X], "n_words": 3},  # 2 words truncated
     ]
     preds = [[1, 0], [3]]
-    out = score(encoded, preds, "pos")
+    out = get_task("pos").score(encoded, preds)
     assert out["accuracy"] == pytest.approx(2 / 5)
     assert out["truncated_words"] == 2 and out["n"] == 5
 
 
 def test_sib_scores_match_hand_computation():
     encoded = [{"labels": g} for g in [0, 0, 1, 2]]
-    out = score(encoded, [0, 1, 1, 2], "sib")
+    out = get_task("sib").score(encoded, [0, 1, 1, 2])
     assert out["accuracy"] == pytest.approx(0.75)
     # per-class F1: class 0 2/3, class 1 2/3, class 2 1
     assert out["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
@@ -43,9 +44,10 @@ def test_split_prediction_matches_padded_batches_on_less_padding(task, monkeypat
     import xlcore.batching
     from xlcore import encoders
     from xlcore.data import load_pos, load_sib
-    from xlcore.evaluate import encode_pos, encode_sib, predict
+    from xlcore.evaluate import predict
     from xlcore.paths import SAMPLE_ROOT
     from xlcore.taskmodel import TaskModel
+    from xlcore.tasks import encode_pos, encode_sib
 
     monkeypatch.setattr(xlcore.batching, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
     encoder, tok = encoders.load("tiny-xlmr")
@@ -54,7 +56,7 @@ def test_split_prediction_matches_padded_batches_on_less_padding(task, monkeypat
     else:
         data = encode_sib(tok, load_sib("en", "train", SAMPLE_ROOT), 64)
     torch.manual_seed(0)
-    model = TaskModel(copy.deepcopy(encoder), task, 17 if task == "pos" else 7)
+    model = TaskModel(copy.deepcopy(encoder), task)
     seen: list[int] = []
     model.register_forward_pre_hook(lambda m, args: seen.append(args[0].numel()))
     cpu = torch.device("cpu")

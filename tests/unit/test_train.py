@@ -9,9 +9,9 @@ from xlcore import encoders, runs
 from xlcore.batching import batch_at, collate, length_pieces
 from xlcore.data import load_pos
 from xlcore.errors import TrainingError
-from xlcore.evaluate import encode_pos
 from xlcore.paths import SAMPLE_ROOT
 from xlcore.taskmodel import TaskModel, split_task_loss
+from xlcore.tasks import encode_pos
 from xlcore.train import (
     FinetuneSettings,
     _fused,
@@ -39,7 +39,7 @@ def tiny():
 def test_mean_pooling_ignores_padding(tiny):
     encoder, tok = tiny
     torch.manual_seed(0)
-    model = TaskModel(encoder, "sib", 7, pooling="mean").eval()
+    model = TaskModel(encoder, "sib", pooling="mean").eval()
     short = tok(["Ein kurzer Satz."], return_tensors="pt")
     padded = tok(
         ["Ein kurzer Satz.", "Ein viel längerer Satz mit mehr Wörtern als der erste."],
@@ -57,7 +57,7 @@ def test_nan_loss_stops_with_the_step_number(tiny, tmp_path):
     encoder, tok = tiny
     sentences = load_pos("en", "train", SAMPLE_ROOT)
     data = encode_pos(tok, sentences, 64)
-    model = TaskModel(encoder, "pos", 17)
+    model = TaskModel(encoder, "pos")
     settings = FinetuneSettings(
         max_steps=5,
         batch_size=4,
@@ -160,7 +160,7 @@ def _train(tmp_path, name, tok, data, *, strategy=None, probe_steps=None):
 
     encoder = copy.deepcopy(encoders.load("tiny-xlmr")[0])
     torch.manual_seed(0)
-    model = TaskModel(encoder, "pos", 17)
+    model = TaskModel(encoder, "pos")
     objective = probe = None
     if strategy is not None or probe_steps is not None:
         objective, probe = _objective_and_probe(encoder, tok, data, probe_steps or [])
@@ -202,7 +202,7 @@ def test_probe_runs_an_english_batch_shared_by_two_pairs_once_with_the_same_reco
     encoder, tok = copy.deepcopy(tiny[0]), tiny[1]
     data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)
     torch.manual_seed(0)
-    model = TaskModel(encoder, "pos", 17)
+    model = TaskModel(encoder, "pos")
     bitext = [(split_words(p.en), split_words(p.x)) for p in load_parallel("de", SAMPLE_ROOT)]
     src, tgt = [s for s, _ in bitext], [t for _, t in bitext]
     links = [[(0, 0), (1, 1)] for _ in bitext]
@@ -282,7 +282,7 @@ def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypa
     monkeypatch.setattr(xlcore.batching, "CALL_COST_TOKENS", 1)  # split wherever padding is saved
 
     from xlcore.data import load_sib
-    from xlcore.evaluate import encode_sib
+    from xlcore.tasks import encode_sib
 
     encoder, tok = copy.deepcopy(tiny[0]), tiny[1]
     if task == "pos":
@@ -295,7 +295,7 @@ def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypa
     assert len(length_pieces(batch["attention_mask"].sum(1).tolist())) > 1
     torch.manual_seed(0)
     n_labels = 17 if task == "pos" else 7
-    model = TaskModel(encoder, task, n_labels).eval()  # dropout off: deterministic losses
+    model = TaskModel(encoder, task).eval()  # dropout off: deterministic losses
     logits = model(batch["input_ids"], batch["attention_mask"])
     padded = torch.nn.functional.cross_entropy(
         logits.reshape(-1, n_labels), batch["labels"].reshape(-1), ignore_index=-100

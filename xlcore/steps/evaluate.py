@@ -11,6 +11,7 @@ from xlcore import runs
 from xlcore.context import StepContext, Variant
 from xlcore.evaluate import evaluate, majority_baseline
 from xlcore.steps.finetune import load_task_model
+from xlcore.tasks import get_task
 
 KIND = "evaluate"
 VERSION = 1
@@ -41,14 +42,17 @@ class Inputs:
 
 
 def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
-    task = spec.task
+    task = get_task(spec.task)
     model, tok = load_task_model(inputs.finetune, ctx.device)
-    majority_train = ctx.pos(spec.src_lang, "train", spec.train_limit) if task == "pos" else None
+    majority = task.token_level  # the majority-tag baseline of a tagging task
+    if majority:
+        majority_train = ctx.task_data(task.name, spec.src_lang, "train", spec.train_limit)
     records = []
     for lang in tqdm(
         spec.langs, desc=f"evaluate {out.path.name[:40]}", leave=False, disable=not ctx.progress
     ):
-        encoded = ctx.encoded(tok, task, lang, "test", spec.test_limit, spec.eval_max_seq_length)
+        limit, length = spec.test_limit, spec.eval_max_seq_length
+        encoded = ctx.encoded(tok, task.name, lang, "test", limit, length)
         scores = evaluate(
             model,
             encoded,
@@ -60,9 +64,9 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
             split_by_length=True,
         )
         rec = {**spec.variant.record(), "lang": lang, "split": "test", **scores}
-        if task == "pos":
+        if majority:
             rec["majority_accuracy"] = majority_baseline(
-                majority_train, ctx.pos(lang, "test", spec.test_limit)
+                majority_train, ctx.task_data(task.name, lang, "test", spec.test_limit)
             )
         records.append(rec)
     return {"records": records}

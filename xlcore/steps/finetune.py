@@ -9,18 +9,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from xlcore import data as xdata
 from xlcore import encoders, runs
 from xlcore.config import STRATEGY_REGIMES
 from xlcore.context import StepContext, Variant, pairs_data
 from xlcore.errors import ConfigError
 from xlcore.objective import GradientProbe
-from xlcore.readers import UPOS
 from xlcore.steps import encoder_path
 from xlcore.taskmodel import TaskModel
 from xlcore.train import FinetuneSettings, finetune
 
-NUM_LABELS = {"pos": len(UPOS), "sib": len(xdata.SIB_LABELS)}
 KIND = "finetune"
 VERSION = 1
 
@@ -80,7 +77,7 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
         else encoder_path(spec.model_name_or_path, inputs.encoder)
     )
     encoder, tok = ctx.encoder(start_from)
-    model = TaskModel(encoder, spec.task, NUM_LABELS[spec.task], pooling=spec.pooling)
+    model = TaskModel(encoder, spec.task, pooling=spec.pooling)
     objective = None
     if spec.regime in STRATEGY_REGIMES:
         objective = _objective(spec, ctx, encoder, tok, inputs.wordpairs)
@@ -214,7 +211,7 @@ def load_task_model(finetune_run: runs.Run, device: torch.device | None = None) 
     spec = finetune_run.spec["spec"]
     source = json.loads((finetune_run.path / "encoder_source.json").read_text())["encoder"]
     encoder, tok = encoders.load(source)
-    model = TaskModel(encoder, spec["task"], NUM_LABELS[spec["task"]], pooling=spec["pooling"])
+    model = TaskModel(encoder, spec["task"], pooling=spec["pooling"])
     weights = runs.check_torch_file(finetune_run, "model.pt")
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)

@@ -1,0 +1,131 @@
+"""The tasks as objects: their labels, how their examples are read, encoded for a model and scored.
+
+POS tagging (UD) labels every word on its first sub-word; SIB-200 labels a sentence. Code that
+trains, batches or predicts asks a task for ``token_level`` instead of testing its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from sklearn.metrics import accuracy_score, f1_score
+
+from xlcore import data as xdata
+from xlcore.config import unknown_key_message
+from xlcore.errors import ConfigError
+from xlcore.readers import UPOS, TaggedSentence
+from xlcore.tokens import IGNORE_INDEX, label_first_subwords
+
+_UPOS_INDEX = MappingProxyType({tag: i for i, tag in enumerate(UPOS)})
+
+
+def encode_pos(tokenizer, sentences: Sequence[TaggedSentence], max_length: int) -> list[dict]:
+    """Tokenise tagged sentences; labels on first contentful sub-words, -100 elsewhere."""
+    if not sentences:
+        return []
+    enc = tokenizer(
+        [list(s.words) for s in sentences],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+    )
+    out = []
+    for i, sent in enumerate(sentences):
+        labels = label_first_subwords(
+            enc.word_ids(i), enc.tokens(i), [_UPOS_INDEX[t] for t in sent.upos]
+        )
+        out.append({"input_ids": enc["input_ids"][i], "labels": labels, "n_words": len(sent.words)})
+    return out
+
+
+def encode_sib(tokenizer, examples: Sequence[xdata.LabelledText], max_length: int) -> list[dict]:
+    """Tokenise labelled sentences for sequence classification."""
+    if not examples:
+        return []
+    enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
+    return [
+        {"input_ids": ids, "labels": e.label, "n_words": 1}
+        for ids, e in zip(enc["input_ids"], examples, strict=True)
+    ]
+
+
+def score_pos(encoded: Sequence[dict], preds: Sequence) -> dict[str, float]:
+    """Accuracy over words; words cut off by truncation count as wrong."""
+    gold, pred = [], []
+    n_words = 0
+    for e, p in zip(encoded, preds, strict=True):
+        gold.extend(lab for lab in e["labels"] if lab != IGNORE_INDEX)
+        pred.extend(p)
+        n_words += e["n_words"]
+    correct = sum(int(a == b) for a, b in zip(gold, pred, strict=True))
+    return {
+        "accuracy": correct / n_words if n_words else float("nan"),
+        "n": n_words,
+        "truncated_words": n_words - len(gold),
+    }
+
+
+def score_sib(encoded: Sequence[dict], preds: Sequence) -> dict[str, float]:
+    """Accuracy and macro-F1 over the labels present in gold or predictions (sklearn's default)."""
+    gold = [e["labels"] for e in encoded]
+    return {
+        "accuracy": float(accuracy_score(gold, preds)),
+        "macro_f1": float(f1_score(gold, preds, average="macro", zero_division=0)),
+        "n": len(gold),
+    }
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: its name, labels and granularity, and the functions that read, encode and score
+    its examples."""
+
+    name: str
+    title: str
+    labels: tuple[str, ...]
+    token_level: bool  # one label per word (on its first sub-word), else one per sentence
+    load: Callable  # (lang, split, source=, limit=) -> examples
+    encode: Callable  # (tokenizer, examples, max_length) -> encoded examples
+    score: Callable  # (encoded, predictions) -> metrics
+    text: Callable  # example -> what the tokenizer reads (words or a sentence)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+
+POS = Task(
+    name="pos",
+    title="POS (UD)",
+    labels=UPOS,
+    token_level=True,
+    load=xdata.load_pos,
+    encode=encode_pos,
+    score=score_pos,
+    text=lambda ex: list(ex.words),
+)
+SIB = Task(
+    name="sib",
+    title="SIB-200",
+    labels=xdata.SIB_LABELS,
+    token_level=False,
+    load=xdata.load_sib,
+    encode=encode_sib,
+    score=score_sib,
+    text=lambda ex: ex.text,
+)
+TASKS = MappingProxyType({t.name: t for t in (POS, SIB)})
+
+
+def get_task(task: str | Task) -> Task:
+    """The task called ``task`` (a :class:`Task` is returned as it is)."""
+    if isinstance(task, Task):
+        return task
+    if task not in TASKS:
+        raise ConfigError(unknown_key_message(str(task), TASKS, what="task"))
+    return TASKS[task]
+
+
+__all__ = ["Task", "POS", "SIB", "TASKS", "get_task", "encode_pos", "encode_sib"]
