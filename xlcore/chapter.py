@@ -74,6 +74,18 @@ def _literal(value: object) -> str:
     return repr(value)
 
 
+def _frame(name: str) -> functools.cached_property:
+    """A chapter attribute that reads the frame :func:`xlcore.frames.<name>` of its grid once."""
+
+    def read(self):
+        from xlcore import frames  # pandas and the analyses load only when a frame is read
+
+        return getattr(frames, name)(self.grid)
+
+    read.__doc__ = f"The grid's :func:`xlcore.frames.{name}`."
+    return functools.cached_property(read)
+
+
 @dataclass
 class Chapter:
     """A chapter's config and its planned, complete grids; the result frames are read once."""
@@ -84,35 +96,11 @@ class Chapter:
     parameters: Mapping[str, object] = field(default_factory=dict)
     comparison: Sequence = ()
 
-    @functools.cached_property
-    def evaluations(self):
-        from xlcore.frames import evaluation_frame
-
-        return evaluation_frame(self.grid)
-
-    @functools.cached_property
-    def distances(self):
-        from xlcore.frames import distance_frame
-
-        return distance_frame(self.grid)
-
-    @functools.cached_property
-    def gradients(self):
-        from xlcore.frames import gradient_frame
-
-        return gradient_frame(self.grid)
-
-    @functools.cached_property
-    def logs(self):
-        from xlcore.frames import finetune_logs
-
-        return finetune_logs(self.grid)
-
-    @functools.cached_property
-    def alignment_losses(self):
-        from xlcore.frames import alignment_losses
-
-        return alignment_losses(self.grid)
+    evaluations = _frame("evaluation_frame")
+    distances = _frame("distance_frame")
+    gradients = _frame("gradient_frame")
+    logs = _frame("finetune_logs")
+    alignment_losses = _frame("alignment_losses")
 
     @functools.cached_property
     def loss_comparison(self):

@@ -104,11 +104,20 @@ class StepContext:
                 texts.extend([src_words, tgt_words])
         return texts
 
-    def objective(self, model, tok, pairs_run: runs.Run, **settings) -> AlignmentObjective:
-        """The alignment objective on the word pairs of ``pairs_run``; ``settings``: ``loss``,
-        ``layer``, ``batch_size``, ``max_length`` and ``seed``."""
-        loss = settings.pop("loss")
-        return AlignmentObjective(model, tok, pairs_data(pairs_run), loss_name=loss, **settings)
+    def objective(
+        self, model, tok, pairs_run: runs.Run, *, loss, layer, batch_size, max_length, seed
+    ) -> AlignmentObjective:
+        """The alignment objective ``loss`` on the word pairs of ``pairs_run``."""
+        return AlignmentObjective(
+            model,
+            tok,
+            pairs_data(pairs_run),
+            loss_name=loss,
+            layer=layer,
+            batch_size=batch_size,
+            max_length=max_length,
+            seed=seed,
+        )
 
 
 def pairs_data(pairs_run: runs.Run) -> AlignmentData:
