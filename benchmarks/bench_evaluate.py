@@ -68,9 +68,7 @@ def main() -> None:
 
     def run(split: bool, only=langs):
         return {
-            lang: predict(
-                model, encoded[lang], args.task, tok.pad_token_id, args.batch_size, cpu, bf16, split
-            )
+            lang: predict(model, encoded[lang], args.task, tok, args.batch_size, cpu, bf16, split)
             for lang in only
         }
 

@@ -147,7 +147,7 @@ def xlalign_run(model, tokenizer, train, select, args, out: Path) -> tuple:
             train,
             select,
             settings=settings,
-            pad_id=tokenizer.pad_token_id,
+            tokenizer=tokenizer,
             device=torch.device("cpu"),
             progress=False,
         )
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         scores = []
         for split, sentences in eval_s.items():
             encoded = encode_pos(tokenizer, sentences, 256)
-            acc = evaluate(model, encoded, "pos", tokenizer.pad_token_id, 64, cpu)["accuracy"]
+            acc = evaluate(model, encoded, "pos", tokenizer, 64, cpu)["accuracy"]
             # binomial standard error of an accuracy over this many words
             se = math.sqrt(acc * (1 - acc) / sum(len(s.words) for s in sentences))
             scores.append(f"{split} {100 * acc:.2f}% (±{100 * se:.2f})")

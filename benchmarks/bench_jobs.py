@@ -16,17 +16,15 @@ ar (two alignments, five fine-tuning runs with probes, five evaluations). Prints
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from gridsubset import SHARED, compute_shared, parse
 
-from xlcore import runs
-from xlcore.config import make_config
-from xlcore.grid import plan, run_grid
+from xlcore.grid import run_grid
 
 SUBSET = {
     "tasks": ["pos"],
@@ -35,7 +33,6 @@ SUBSET = {
     "tgt_langs": ["de", "ar"],
     "analyses": ["gradients"],
 }
-SHARED = ("encoder", "wordpairs")  # computed once, not timed
 
 
 def timed_grid(config, root: Path, jobs: int) -> tuple[float, list]:
@@ -45,23 +42,10 @@ def timed_grid(config, root: Path, jobs: int) -> tuple[float, list]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="mini")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="subset override"
-    )
-    args = parser.parse_args()
-    if any("=" not in item for item in args.set):
-        parser.error("--set takes KEY=VALUE, e.g. --set pairs=en-de")
-    if args.jobs < 2:
-        parser.error("--jobs must be at least 2 (the baseline is jobs=1)")
-    config = make_config(args.profile, {**SUBSET, **dict(i.split("=", 1) for i in args.set)})
+    args, config = parse(__doc__.splitlines()[0], SUBSET)  # the baseline is jobs=1
     with tempfile.TemporaryDirectory() as tmp:
         one, many = Path(tmp) / "one", Path(tmp) / "many"
-        for step in plan(config, root=one, progress=False).steps:
-            if step.run.kind in SHARED and not step.run.complete:
-                runs.execute(step.run, step.fn, seed=step.seed)
+        compute_shared(config, one)
         shutil.copytree(one, many)
         t_one, steps_one = timed_grid(config, one, 1)
         t_many, steps_many = timed_grid(config, many, args.jobs)

@@ -1,6 +1,7 @@
 """Batching shared by training, inference and the analyses: shuffled (optionally length-grouped)
 training batches as a pure function of (seed, step), length-sorted inference batches, length
-pieces that cut padding inside a batch, and dynamic-padding collation."""
+pieces that cut padding inside a batch, and dynamic-padding collation (transformers'
+collators)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from transformers import (
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    PreTrainedTokenizerBase,
+)
 
 from xlcore.tasks import Task, get_task
 from xlcore.tokens import IGNORE_INDEX
@@ -48,22 +54,17 @@ def batch_at(
     return epoch_batches(n, batch_size, seed, epoch, lengths)[within]
 
 
-def collate(examples: Sequence[dict], pad_id: int, task: str | Task) -> dict[str, torch.Tensor]:
-    """Dynamic padding to the longest example in the batch (labels too, for a token-level task)."""
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        mask[i, :n] = 1
+def collate(
+    examples: Sequence[dict], tokenizer: PreTrainedTokenizerBase, task: str | Task
+) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` and ``labels`` of a batch padded to its longest example
+    (a token-level task's labels with the ignore index)."""
+    features = [{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]
     if get_task(task).token_level:
-        labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-        for i, e in enumerate(examples):
-            labels[i, : len(e["labels"])] = torch.tensor(e["labels"])
+        pad = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
     else:
-        labels = torch.tensor([e["labels"] for e in examples], dtype=torch.long)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        pad = DataCollatorWithPadding(tokenizer)
+    return dict(pad(features))
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -363,35 +363,42 @@ def build(
     parameters: Mapping[str, object] | None = None,
     force: bool = False,
     progress: bool = True,
+    runs: str | Path | None = None,
+    jobs: int | str | None = None,
+    scheduler: str | None = None,
 ) -> BookBuild:
-    """Execute every chapter (``only``: re-execute just that one with ``parameters``) and build
-    the HTML into ``_build/html``."""
+    """Compute every chapter's runs, execute every chapter (``only``: re-execute just that one
+    with ``parameters``) and build the HTML into ``_build/html``. ``runs``, ``jobs`` and
+    ``scheduler`` are :func:`xlcore.grid.run_grids`'s (the runs directory is also each chapter's
+    ``runs`` parameter)."""
     from xlcore.grid import run_grids
 
     root = Path(root).resolve()
+    runs_root = Path(runs).resolve() if runs else runs_dir()
     names = chapters(root)
     parameters = dict(parameters or {})
     if only is None and parameters:
         raise ConfigError("chapter parameters need a chapter: give --chapter NAME")
+    if "runs" in parameters:
+        raise ConfigError("every chapter reads the build's runs directory: give --runs DIR")
     if only is not None:
         _source(root, only)
         check_parameters(root, only, parameters)
     profile = str(parameters.pop("profile", profile))
-    # The kernels papermill starts inherit this: chapters share one runs directory.
-    os.environ["XLCORE_RUNS"] = str(runs_dir())
     restrict = _sample_restrictions(profile, parameters)
     _announce_data(profile, restrict)
 
     def params_of(name: str) -> dict[str, object]:
         known = chapter_parameters(root, name)
-        p: dict[str, object] = {"profile": profile}
+        p: dict[str, object] = {"profile": profile, "runs": _relative(runs_root, root / "book")}
         p.update({k: v for k, v in restrict.items() if k in known})
         if name == only:
             p.update(parameters)
         return p
 
-    # One execution for every chapter's grid ($XLCORE_JOBS runs at a time).
-    run_grids(_chapter_configs(root, names, profile, params_of), progress=progress)
+    # One execution for every chapter's grid.
+    configs = _chapter_configs(root, names, profile, params_of)
+    run_grids(configs, root=runs_root, progress=progress, jobs=jobs, scheduler=scheduler)
     vendor_widgets(root)
     src = root / "_build" / "src"
     stage(root, src)
@@ -400,6 +407,12 @@ def build(
     index = build_html(src, root)
     _say(f"done; open {index}")
     return BookBuild(index, results)
+
+
+def _relative(path: Path, start: Path) -> str:
+    """``path`` as a chapter's kernel (working directory ``start``) should read it: relative
+    when inside the project, so that the executed chapters name no machine's directories."""
+    return os.path.relpath(path, start) if path.is_relative_to(start.parent) else str(path)
 
 
 def _announce_data(profile: str, restrict: Mapping[str, object]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,14 +58,18 @@ def experiment_configs(name: str, profile: str, parameters: Mapping[str, object]
     return out
 
 
-def command(name: str, profile: str, parameters: Mapping[str, object]) -> str:
-    """The shell command that computes chapter ``name``'s runs for these parameters."""
+def command(
+    name: str, profile: str, parameters: Mapping[str, object], runs: str | Path | None = None
+) -> str:
+    """The shell command that computes chapter ``name``'s runs for these parameters (into the
+    runs directory ``runs``, when one is given)."""
     given = [
         f"--param '{k}={_literal(v)}'"
         for k, v in parameters.items()
         if k != "profile" and v not in (None, "", [], ())
     ]
-    return " ".join(["xlcore grid", f"--chapter {name}", f"--profile {profile}", *given])
+    where = [f"--runs {shlex.quote(str(runs))}"] if runs else []
+    return " ".join(["xlcore grid", f"--chapter {name}", f"--profile {profile}", *given, *where])
 
 
 def _literal(value: object) -> str:
@@ -113,12 +118,16 @@ class Chapter:
         return loss_table(self.comparison, list(p["losses"]), task=str(p["loss_task"]))
 
 
-def open(name: str, profile: str = "mini", root: Path | None = None, **parameters) -> Chapter:  # noqa: A001
+def open(  # noqa: A001
+    name: str, profile: str = "mini", runs: str | Path | None = None, **parameters
+) -> Chapter:
     """Plan chapter ``name``'s experiments for ``profile`` and ``parameters`` and return them,
-    read-only; raise :class:`RunsMissingError` with the computing command if a run is missing."""
+    read-only; raise :class:`RunsMissingError` with the computing command if a run is missing.
+    ``runs``: the runs directory (empty or None: ``$XLCORE_RUNS``, else ``./runs``)."""
     from xlcore import plots
     from xlcore.grid import plan
 
+    root = Path(runs).resolve() if runs else None
     configs = experiment_configs(name, profile, parameters)
     grids = [plan(c, root=root, progress=False) for c in configs]
     steps = {s.run.path: s for g in grids for s in g.steps}
@@ -127,7 +136,7 @@ def open(name: str, profile: str = "mini", root: Path | None = None, **parameter
         raise RunsMissingError(
             f"chapter {name!r} reads {len(steps)} runs, {len(missing)} of them not computed "
             f"(the first: {missing[0].label}) in {grids[0].root}; compute them with\n"
-            f"    {command(name, profile, parameters)}\n"
+            f"    {command(name, profile, parameters, runs)}\n"
             f"or build the book (`make book`), which computes every chapter's runs first"
         )
     plots.set_style()

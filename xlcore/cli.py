@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -12,12 +11,10 @@ from xlcore.errors import ConfigError, XlcoreError
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    """``--jobs``, else ``$XLCORE_JOBS``, else auto; exported so that chapter kernels inherit it."""
+    """``--jobs``, else ``$XLCORE_JOBS``, else auto."""
     from xlcore.engine import resolve_jobs
 
-    jobs = resolve_jobs(args.jobs, default="auto")
-    os.environ["XLCORE_JOBS"] = str(jobs)
-    return jobs
+    return resolve_jobs(args.jobs, default="auto")
 
 
 def _grid(args: argparse.Namespace) -> int:
@@ -57,19 +54,17 @@ def _chapter_configs(args: argparse.Namespace) -> list:
 def _book(args: argparse.Namespace) -> int:
     from xlcore.book import build, parse_parameters
 
-    if args.runs:
-        os.environ["XLCORE_RUNS"] = str(Path(args.runs).resolve())
     if args.param and not args.chapter:
         raise ConfigError("--param needs --chapter NAME (the chapter to re-execute)")
-    _jobs(args)
-    if args.scheduler:  # read by every grid the build runs
-        os.environ["XLCORE_SCHEDULER"] = args.scheduler
     build(
         args.profile,
         only=args.chapter or None,
         parameters=parse_parameters(args.param or []),
         force=args.force,
         progress=not args.quiet,
+        runs=args.runs,
+        jobs=_jobs(args),
+        scheduler=args.scheduler,
     )
     return 0
 

@@ -170,6 +170,17 @@ class Config(BaseModel):
             return tuple(p for p in self.data.pairs if p in chosen)
         return self.data.pairs
 
+    def variants(self) -> list[tuple[str, str | None]]:
+        """(regime, pair) of every fine-tuning run of one task and seed."""
+        return [(r, None) for r in self.finetune.regimes if r == "baseline"] + [
+            (r, p) for r in self.finetune.regimes if r != "baseline" for p in self.regime_pairs(r)
+        ]
+
+    def aligned_pairs(self) -> tuple[str, ...]:
+        """The pairs some regime aligns on: those that need training word pairs."""
+        used = {p for r in self.finetune.regimes for p in self.regime_pairs(r)}
+        return tuple(p for p in self.data.pairs if p in used)
+
 
 def _flat_fields() -> dict[str, tuple[str, str, object]]:
     """Flat name → (group, field name, annotation)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -53,6 +54,31 @@ def _compute(path: str, *_inputs: str) -> str:
     return path
 
 
+def worker_settings() -> dict:
+    """Dask settings of xlcore's local clusters. Dask's nannies start workers with
+    ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's adaptive mmap threshold: every
+    large tensor is then mapped and unmapped afresh and training spends much of its time in the
+    kernel (``benchmarks/bench_worker_env.py``); the workers keep glibc's default."""
+    return {
+        "distributed.scheduler.allowed-failures": _ALLOWED_FAILURES,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    }
+
+
+@contextlib.contextmanager
+def environ_kept():
+    """Put this process's environment back afterwards: a Dask nanny writes its workers'
+    environment (one thread for OpenMP, MKL and OpenBLAS, a fixed ``PYTHONHASHSEED``) into the
+    process that starts them, where every later subprocess, such as a chapter's kernel, would
+    inherit it."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @contextlib.contextmanager
 def _client(jobs: int, scheduler: str | None):
     """A Dask client of the cluster at ``scheduler``, or of a local one with ``jobs`` workers;
@@ -61,9 +87,9 @@ def _client(jobs: int, scheduler: str | None):
         with Client(scheduler) as client:
             yield client, None
         return
-    settings = {"distributed.scheduler.allowed-failures": _ALLOWED_FAILURES}
     with (
-        dask.config.set(settings),
+        environ_kept(),
+        dask.config.set(worker_settings()),
         LocalCluster(
             n_workers=jobs,
             threads_per_worker=1,

@@ -23,7 +23,7 @@ def predict(
     model,
     encoded: Sequence[dict],
     task: str | Task,
-    pad_id: int,
+    tokenizer,
     batch_size: int,
     device: torch.device,
     bf16: bool = False,
@@ -49,15 +49,15 @@ def predict(
                 pieces = length_pieces([lengths[i] for i in idx]) if split_by_length else whole
                 for piece in pieces:
                     rows = [idx[j] for j in piece]
-                    _predict_batch(model, encoded, rows, task, pad_id, device, preds)
+                    _predict_batch(model, encoded, rows, task, tokenizer, device, preds)
     finally:
         model.train(was_training)
     return preds
 
 
-def _predict_batch(model, encoded, rows, task: Task, pad_id, device, preds) -> None:
+def _predict_batch(model, encoded, rows, task: Task, tokenizer, device, preds) -> None:
     """Fill ``preds`` for the examples ``rows``, run as one batch padded to its longest."""
-    batch = collate([encoded[i] for i in rows], pad_id, task)
+    batch = collate([encoded[i] for i in rows], tokenizer, task)
     logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
     best = logits.argmax(-1).cpu()
     for row, i in enumerate(rows):
@@ -72,14 +72,14 @@ def evaluate(
     model,
     encoded: Sequence[dict],
     task: str | Task,
-    pad_id: int,
+    tokenizer,
     batch_size: int,
     device: torch.device,
     bf16: bool = False,
     split_by_length: bool = False,
 ) -> dict[str, float]:
     """Predict and score in one call."""
-    preds = predict(model, encoded, task, pad_id, batch_size, device, bf16, split_by_length)
+    preds = predict(model, encoded, task, tokenizer, batch_size, device, bf16, split_by_length)
     return get_task(task).score(encoded, preds)
 
 

@@ -159,7 +159,7 @@ def finetune(
     dev: Sequence[dict],
     *,
     settings: FinetuneSettings,
-    pad_id: int,
+    tokenizer,
     device: torch.device,
     objective: AlignmentObjective | None = None,
     strategy: str = "joint",
@@ -202,7 +202,7 @@ def finetune(
             state["gradients"].extend(probe(model, step))
         batch = collate(
             [train[i] for i in batch_at(step, len(train), s.batch_size, s.seed, lengths)],
-            pad_id,
+            tokenizer,
             model.task,
         )
         entry = _train_step(
@@ -211,7 +211,9 @@ def finetune(
         scheduler.step()
         last = step + 1 == s.max_steps
         if (step + 1) % s.eval_steps == 0 or last:
-            entry["dev_accuracy"] = _select(model, dev, pad_id, s, device, bf16, state, step, run)
+            entry["dev_accuracy"] = _select(
+                model, dev, tokenizer, s, device, bf16, state, step, run
+            )
         state["log"].append(entry)
         bar.set_postfix(loss=f"{entry['task_loss']:.3f}")
         if last and probe is not None and s.max_steps in probe.steps:
@@ -294,9 +296,11 @@ def _task_loss(model: TaskModel, device: torch.device, split_by_length: bool) ->
     return loss
 
 
-def _select(model, dev, pad_id, s, device, bf16, state: dict, step: int, run: Run) -> float:
+def _select(model, dev, tokenizer, s, device, bf16, state: dict, step: int, run: Run) -> float:
     """Dev accuracy after ``step``; a new best is kept in ``state`` and saved as ``model.pt``."""
-    accuracy = evaluate(model, dev, model.task, pad_id, s.eval_batch_size, device, bf16)["accuracy"]
+    accuracy = evaluate(model, dev, model.task, tokenizer, s.eval_batch_size, device, bf16)[
+        "accuracy"
+    ]
     if accuracy > state["best"]["dev"]:
         state["best"] = {"dev": accuracy, "step": step + 1}
         atomic_torch_save(model.state_dict(), run.path / "model.pt")

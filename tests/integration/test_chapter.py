@@ -19,13 +19,13 @@ SMALL = {
 
 def test_missing_runs_name_the_command_that_computes_them(tmp_path):
     with pytest.raises(chapter.RunsMissingError) as err:
-        chapter.open("transfer", profile="smoke", root=tmp_path, **SMALL)
+        chapter.open("transfer", profile="smoke", runs=tmp_path, **SMALL)
     message = str(err.value)
     assert re.search(r"reads \d+ runs, \d+ of them not computed", message)
     line = next(ln.strip() for ln in message.splitlines() if ln.strip().startswith("xlcore grid"))
-    argv = shlex.split(line)[1:] + ["--runs", str(tmp_path), "--quiet"]
-    assert cli.main(argv) == 0
-    opened = chapter.open("transfer", profile="smoke", root=tmp_path, **SMALL)
+    assert f"--runs {tmp_path}" in line
+    assert cli.main(shlex.split(line)[1:] + ["--quiet"]) == 0
+    opened = chapter.open("transfer", profile="smoke", runs=str(tmp_path), **SMALL)
     assert opened.config.finetune.regimes == ("baseline", "sequential")
     assert opened.config.analysis.analyses == ()
     assert set(opened.evaluations["regime"]) == {"baseline", "sequential"}
@@ -39,7 +39,7 @@ def test_the_loss_comparison_is_part_of_the_combining_chapters_experiments(tmp_p
     assert [c.align.loss for c in configs[1:]] == ["l2", "infonce_strong"]
     assert len(chapter.experiment_configs("transfer", "smoke", params)) == 1
     with pytest.raises(chapter.RunsMissingError, match="--chapter combining"):
-        chapter.open("combining", profile="smoke", root=tmp_path, **params)
+        chapter.open("combining", profile="smoke", runs=tmp_path, **params)
 
 
 def test_any_config_key_is_a_chapter_parameter_through_overrides():

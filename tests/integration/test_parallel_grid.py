@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xlcore import runs
+from xlcore import dask_engine, runs
 from xlcore.config import make_config
 from xlcore.errors import ConfigError, DataError, GridRunError
 from xlcore.grid import plan, resolve_jobs, run_grid, run_grids
@@ -188,6 +188,23 @@ def test_workers_exit_when_the_grid_is_killed(tmp_path):
     for lock in [root / ".grid.lock", *root.glob("*/*/.lock")]:  # none is left held
         with lock.open() as f:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _worker_environ() -> dict:
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
+def test_local_workers_keep_glibcs_malloc_and_leave_this_environment_alone():
+    """Dask's default worker environment (``MALLOC_TRIM_THRESHOLD_=65536``) makes training spend
+    much of its time in the kernel; and a nanny writes its workers' environment into the process
+    that starts them, where a chapter's kernel started later would inherit it."""
+    before = dict(os.environ)
+    with dask_engine._client(2, None) as (client, threads):
+        seen = client.run(_worker_environ)
+    assert len(seen) == 2 and threads == max(1, torch.get_num_threads() // 2)
+    assert all(env["MALLOC_TRIM_THRESHOLD_"] is None for env in seen.values()), seen
+    assert all(env["OMP_NUM_THREADS"] == "1" for env in seen.values()), seen  # Dask's, kept
+    assert dict(os.environ) == before
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])

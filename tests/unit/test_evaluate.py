@@ -60,9 +60,9 @@ def test_split_prediction_matches_padded_batches_on_less_padding(task, monkeypat
     seen: list[int] = []
     model.register_forward_pre_hook(lambda m, args: seen.append(args[0].numel()))
     cpu = torch.device("cpu")
-    padded = predict(model, data, task, tok.pad_token_id, 64, cpu)
+    padded = predict(model, data, task, tok, 64, cpu)
     padded_tokens, seen[:] = sum(seen), []
-    split = predict(model, data, task, tok.pad_token_id, 64, cpu, split_by_length=True)
+    split = predict(model, data, task, tok, 64, cpu, split_by_length=True)
     assert split == padded
     assert len(seen) > 1 and sum(seen) < padded_tokens
     assert model.training  # the caller's mode is restored

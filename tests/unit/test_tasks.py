@@ -30,7 +30,7 @@ def test_head_and_batches_follow_the_task(task):
     model = TaskModel(encoder, task.name)
     assert model.head.out_features == task.num_labels
     examples = task.encode(tok, task.load("en", "dev", source=SAMPLE_ROOT, limit=3), 64)
-    batch = collate(examples, tok.pad_token_id, task)
+    batch = collate(examples, tok, task)
     logits = model(batch["input_ids"], batch["attention_mask"])
     if task.token_level:
         assert batch["labels"].shape == batch["input_ids"].shape

@@ -86,7 +86,7 @@ def test_nan_loss_stops_with_the_step_number(tiny, tmp_path):
             data,
             data,
             settings=settings,
-            pad_id=tok.pad_token_id,
+            tokenizer=tok,
             device=torch.device("cpu"),
             progress=False,
         )
@@ -96,7 +96,7 @@ def test_nan_loss_stops_with_the_step_number(tiny, tmp_path):
 def test_collate_pads_labels_with_ignore_index(tiny):
     _, tok = tiny
     data = encode_pos(tok, load_pos("en", "test", SAMPLE_ROOT)[:2], 64)
-    batch = collate(data, tok.pad_token_id, "pos")
+    batch = collate(data, tok, "pos")
     width = max(len(d["input_ids"]) for d in data)
     assert batch["input_ids"].shape == batch["labels"].shape == (2, width)
     short = int(np.argmin([len(d["input_ids"]) for d in data]))
@@ -144,7 +144,7 @@ def _objective_and_probe(encoder, tok, data, steps):
     probe_loss = build_alignment_loss("infonce_strong", encoder.config.hidden_size)
     probe = GradientProbe(
         steps,
-        [collate(data[:2], tok.pad_token_id, "pos"), collate(data[2:4], tok.pad_token_id, "pos")],
+        [collate(data[:2], tok, "pos"), collate(data[2:4], tok, "pos")],
         {"en-de": (probe_loss, pairs, None)},
         tokenizer=tok,
         layer=-1,
@@ -173,7 +173,7 @@ def _train(tmp_path, name, tok, data, *, strategy=None, probe_steps=None):
         data,
         data,
         settings=_settings(group_by_length=True),
-        pad_id=tok.pad_token_id,
+        tokenizer=tok,
         device=torch.device("cpu"),
         objective=objective if strategy else None,
         strategy=strategy or "joint",
@@ -211,7 +211,7 @@ def test_probe_runs_an_english_batch_shared_by_two_pairs_once_with_the_same_reco
     xx = AlignmentData(src, [list(reversed(t)) for t in tgt], links)
     torch.manual_seed(5)
     losses = [build_alignment_loss("infonce_strong", encoder.config.hidden_size) for _ in "ab"]
-    batches = [collate(data[k : k + 2], tok.pad_token_id, "pos") for k in (0, 2)]
+    batches = [collate(data[k : k + 2], tok, "pos") for k in (0, 2)]
 
     def probe_of(objectives):
         return GradientProbe(
@@ -291,7 +291,7 @@ def test_split_batch_has_the_padded_batch_loss_and_gradient(tiny, task, monkeypa
         data = encode_sib(tok, load_sib("en", "train", SAMPLE_ROOT), 64)
     by_length = sorted(data, key=lambda e: len(e["input_ids"]))
     examples = by_length[:4] + by_length[-4:]  # short and long: worth splitting
-    batch = collate(examples, tok.pad_token_id, task)
+    batch = collate(examples, tok, task)
     assert len(length_pieces(batch["attention_mask"].sum(1).tolist())) > 1
     torch.manual_seed(0)
     n_labels = 17 if task == "pos" else 7

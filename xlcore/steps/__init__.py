@@ -5,22 +5,41 @@
 * ``Spec``, a frozen dataclass of exactly the settings the step reads that can move its numbers;
 * ``Inputs``, a frozen dataclass of the finished runs it reads (a run, ``None``, or a dict of
   runs per name);
+* ``planned(config, ...)``: the :class:`Planned` run of one grid cell, its spec read from the
+  config;
 * ``run(spec, inputs, out, ctx)``: computes the run into ``out.path`` and returns its metrics
   (:func:`xlcore.runs.execute` records them). ``ctx`` (:class:`xlcore.context.StepContext`)
   holds what does not move numbers: the data source, the device, progress bars, checkpoint
   spacing.
 
 The run key is the hash of the spec, the input runs' keys, the data checksums and ``VERSION``
-(:func:`declare`). The grid (:mod:`xlcore.grid`) declares which runs exist.
+(:func:`declare`). The grid (:func:`xlcore.grid.plan`) declares which runs exist.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from types import ModuleType
 
 from xlcore import runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """A run to declare: its spec and input runs, its name, and the data files ``(task, lang,
+    split)`` it reads (their checksums are part of the run key)."""
+
+    name: str
+    spec: object
+    inputs: object
+    files: tuple[tuple[str, str, str | None], ...] = ()
+
+    @property
+    def step(self) -> ModuleType:
+        """The step module that declares the spec's class."""
+        return sys.modules[type(self.spec).__module__]
 
 
 def input_runs(inputs) -> dict[str, runs.Run]:

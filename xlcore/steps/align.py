@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from xlcore import encoders, runs
+from xlcore.config import Config
 from xlcore.context import StepContext
-from xlcore.steps import encoder_path
+from xlcore.steps import Planned, encoder_path
 from xlcore.train import align_encoder
 
 KIND = "align"
@@ -34,6 +35,23 @@ class Spec:
 class Inputs:
     encoder: runs.Run | None  # the trimmed base encoder, when the grid trims
     wordpairs: runs.Run
+
+
+def planned(c: Config, pair: str, seed: int, steps: int, bf16: bool, inputs: Inputs) -> Planned:
+    """The encoder aligned on ``pair``'s word pairs for ``steps`` steps."""
+    spec = Spec(
+        model_name_or_path=c.model.model_name_or_path,
+        pair=pair,
+        loss=c.align.loss,
+        layer=c.align.layer,
+        steps=steps,
+        batch_size=c.align.batch_size,
+        seed=seed,
+        learning_rate=c.align.learning_rate or c.finetune.learning_rate,
+        max_seq_length=c.finetune.max_seq_length,
+        bf16=bf16,
+    )
+    return Planned(f"{pair}-{c.align.loss}-s{seed}", spec, inputs)
 
 
 def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from xlcore import data as xdata
 from xlcore import runs
 from xlcore.analysis import distances as xdist
-from xlcore.config import pair_lang
+from xlcore.config import Config, pair_lang
 from xlcore.context import StepContext, pairs_data
 from xlcore.device import precision_name
-from xlcore.steps import encoder_path
+from xlcore.steps import Planned, encoder_path
 from xlcore.steps.finetune import load_task_model
 
 KIND = "distances"
@@ -47,6 +47,26 @@ class Inputs:
     # (None) the named base model.
     model: runs.Run | None
     heldout: dict[str, runs.Run] = field(default_factory=dict)  # word pairs per pair
+
+
+def planned(c: Config, name: str, record: dict, bf16: bool, inputs: Inputs) -> Planned:
+    """The distances of one encoder; ``record`` names its stage (and the fine-tuning cell of a
+    fine-tuned one)."""
+    d = c.data
+    langs = tuple(dict.fromkeys(pair_lang(p, d.src_lang) for p in d.pairs))
+    spec = Spec(
+        model_name_or_path=c.model.model_name_or_path,
+        **{"task": None, "regime": None, "pair": None, "seed": None, **record},
+        src_lang=d.src_lang,
+        langs=langs,
+        distance_limit=c.analysis.distance_limit,
+        distance_word_pairs=c.analysis.distance_word_pairs,
+        max_length=MAX_LENGTH,
+        bf16=bf16,
+    )
+    files = [("sib", lg, "test") for lg in (d.src_lang, *langs)]
+    files += [("tatoeba", lg, None) for lg in langs]
+    return Planned(name, spec, inputs, tuple(files))
 
 
 def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from xlcore import encoders, runs
+from xlcore.config import Config, pair_lang
 from xlcore.context import StepContext
+from xlcore.steps import Planned
 
 KIND = "encoder"
 VERSION = 1
@@ -29,6 +31,18 @@ class Spec:
 @dataclass(frozen=True)
 class Inputs:
     """Trimming reads no other run."""
+
+
+def planned(c: Config) -> Planned:
+    """The trimmed encoder of ``c``'s grid (it reads every split the grid reads)."""
+    d = c.data
+    files = [(t, d.src_lang, s) for t in d.tasks for s in ("train", "dev")]
+    files += [(t, lg, "test") for t in d.tasks for lg in dict.fromkeys((d.src_lang, *d.tgt_langs))]
+    files += [("parallel", pair_lang(p, d.src_lang), None) for p in d.pairs]
+    flat = c.flat()
+    spec = Spec(**{f.name: flat[f.name] for f in fields(Spec)})
+    name = c.model.model_name_or_path.replace(":", "-").replace("/", "-")
+    return Planned(name, spec, Inputs(), tuple(files))
 
 
 def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:

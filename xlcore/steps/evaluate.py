@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from tqdm.auto import tqdm
 
 from xlcore import runs
+from xlcore.config import Config
 from xlcore.context import StepContext, Variant
 from xlcore.evaluate import evaluate, majority_baseline
+from xlcore.steps import Planned
 from xlcore.steps.finetune import load_task_model
 from xlcore.tasks import get_task
 
@@ -41,6 +43,24 @@ class Inputs:
     finetune: runs.Run
 
 
+def planned(c: Config, v: Variant, bf16: bool, finetune: runs.Run) -> Planned:
+    """The zero-shot evaluation of the fine-tuning run of ``v`` on every test language."""
+    d = c.data
+    langs = tuple(dict.fromkeys((d.src_lang, *d.tgt_langs)))
+    spec = Spec(
+        **asdict(v),
+        src_lang=d.src_lang,
+        langs=langs,
+        test_limit=d.test_limit,
+        train_limit=d.train_limit if get_task(v.task).token_level else None,
+        eval_max_seq_length=c.finetune.eval_max_seq_length,
+        per_device_eval_batch_size=c.finetune.per_device_eval_batch_size,
+        bf16=bf16,
+    )
+    files = tuple((v.task, lg, "test") for lg in langs)
+    return Planned(v.name, spec, Inputs(finetune), files)
+
+
 def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
     task = get_task(spec.task)
     model, tok = load_task_model(inputs.finetune, ctx.device)
@@ -57,7 +77,7 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
             model,
             encoded,
             task,
-            tok.pad_token_id,
+            tok,
             spec.per_device_eval_batch_size,
             ctx.device,
             spec.bf16,

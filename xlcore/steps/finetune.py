@@ -5,21 +5,38 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from xlcore import encoders, runs
-from xlcore.config import STRATEGY_REGIMES
+from xlcore.config import STRATEGY_REGIMES, Config
 from xlcore.context import StepContext, Variant, pairs_data
 from xlcore.errors import ConfigError
 from xlcore.objective import GradientProbe
-from xlcore.steps import encoder_path
+from xlcore.steps import Planned, encoder_path
 from xlcore.taskmodel import TaskModel
 from xlcore.train import FinetuneSettings, finetune
 
 KIND = "finetune"
 VERSION = 1
+
+# Settings a fine-tuning run reads from the config under their own names.
+_CONFIG_KEYS = (
+    "src_lang",
+    "learning_rate",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "max_seq_length",
+    "eval_max_seq_length",
+    "warmup_ratio",
+    "weight_decay",
+    "eval_steps",
+    "pooling",
+    "train_limit",
+    "dev_limit",
+    "group_by_length",
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,39 @@ class Inputs:
     heldout: dict[str, runs.Run] = field(default_factory=dict)  # probe word pairs per pair
 
 
+def planned(c: Config, v: Variant, bf16: bool, inputs: Inputs) -> Planned:
+    """The fine-tuning run of ``v``. ``inputs`` may offer more than the regime reads (the
+    grid's aligned encoder and word pairs of ``v.pair``, every pair's held-out word pairs):
+    only the runs it reads are kept, so only those are in its key."""
+    flat, steps = c.flat(), c.max_steps(v.task)
+    settings = {k: flat[k] for k in _CONFIG_KEYS}
+    settings.update(model_name_or_path=c.model.model_name_or_path, max_steps=steps, bf16=bf16)
+    if v.regime in STRATEGY_REGIMES:
+        settings.update(align_alpha=c.align.alpha, align_batch_size=c.align.batch_size)
+    if v.regime == "gradvac":
+        settings["gradvac_beta"] = c.align.gradvac_beta
+    probe_pairs = tuple(c.data.pairs) if v.regime == "baseline" else (v.pair,)
+    heldout = {}
+    if c.probe_interval(v.task) and probe_pairs:
+        settings.update(
+            probe_every=c.probe_interval(v.task),
+            probe_batch_size=c.analysis.probe_batch_size,
+            probe_pairs=probe_pairs,
+        )
+        heldout = {p: inputs.heldout[p] for p in probe_pairs}
+    if v.regime in STRATEGY_REGIMES or "probe_every" in settings:
+        settings.update(align_loss=c.align.loss, align_layer=c.align.layer)
+    spec = Spec(**asdict(v), **settings)
+    files = ((v.task, c.data.src_lang, "train"), (v.task, c.data.src_lang, "dev"))
+    inputs = Inputs(
+        inputs.encoder,
+        align=inputs.align if v.regime == "sequential" else None,
+        wordpairs=inputs.wordpairs if v.regime in STRATEGY_REGIMES else None,
+        heldout=heldout,
+    )
+    return Planned(v.name, spec, inputs, files)
+
+
 def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
     torch.manual_seed(spec.seed)
     start_from = (
@@ -93,7 +143,7 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
         train,
         dev,
         settings=_settings(spec, ctx),
-        pad_id=tok.pad_token_id,
+        tokenizer=tok,
         device=ctx.device,
         objective=objective,
         strategy=spec.regime if spec.regime in STRATEGY_REGIMES else "joint",
@@ -161,7 +211,7 @@ def gradient_probe(spec: Spec, inputs: Inputs, ctx: StepContext, encoder, tok, o
             f"gradient probing needs {2 * n} English dev examples, the {task} dev set has "
             f"{len(dev)}; lower probe_batch_size or set probe_every=0"
         )
-    batches = [collate(dev[k * n : (k + 1) * n], tok.pad_token_id, task) for k in range(2)]
+    batches = [collate(dev[k * n : (k + 1) * n], tok, task) for k in range(2)]
     objectives = {
         p: _probe_objective(spec, inputs, p, encoder, objective) for p in spec.probe_pairs
     }

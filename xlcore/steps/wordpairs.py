@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from xlcore import runs
 from xlcore.align import extract_word_pairs
-from xlcore.config import pair_lang
+from xlcore.config import Config, pair_lang
 from xlcore.context import StepContext
-from xlcore.steps import encoder_path
+from xlcore.steps import Planned, encoder_path
 
 KIND = "wordpairs"
 VERSION = 1
@@ -29,6 +29,24 @@ class Spec:
 @dataclass(frozen=True)
 class Inputs:
     encoder: runs.Run | None  # the trimmed base encoder, when the grid trims
+
+
+def planned(c: Config, pair: str, part: str, encoder: runs.Run | None) -> Planned:
+    """The word pairs of ``pair``'s training or held-out part (held out: split off before
+    the training part is limited)."""
+    spec = Spec(
+        model_name_or_path=c.model.model_name_or_path,
+        src_lang=c.data.src_lang,
+        pair=pair,
+        part=part,
+        layer=c.align.wordpair_layer,
+        method=c.align.wordpair_method,
+        align_train_limit=c.align.train_limit if part == "train" else None,
+    )
+    name = pair if part == "train" else f"{pair}-{part}"
+    return Planned(
+        name, spec, Inputs(encoder), (("parallel", pair_lang(pair, c.data.src_lang), None),)
+    )
 
 
 def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
