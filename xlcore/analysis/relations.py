@@ -39,6 +39,27 @@ def transfer_deltas(evaluations: pd.DataFrame, src_lang: str = "en") -> pd.DataF
     return out.reset_index(drop=True)
 
 
+def regime_changes(
+    deltas: pd.DataFrame, regime: str = "sequential", src_lang: str = "en"
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """How ``regime`` changed accuracy against the baseline (points), from
+    :func:`transfer_deltas`: the number of (pair, task, seed) cases on the pair's own language and
+    how many of them gained, the mean change there, on the other target languages and on
+    ``src_lang``; and every change as a table (task × pair by language)."""
+    part = deltas[deltas["regime"] == regime]
+    own = part[part["own_pair"]]
+    others = part[~part["own_pair"] & (part["lang"] != src_lang)]
+    numbers = {
+        "n_own": len(own),
+        "n_own_gain": int((own["delta"] > 0).sum()),
+        "own_mean": float(100 * own["delta"].mean()),
+        "others_mean": float(100 * others["delta"].mean()),
+        "en_mean": float(100 * part.loc[part["lang"] == src_lang, "delta"].mean()),
+    }
+    table = 100 * part.pivot_table(index=["task", "pair"], columns="lang", values="delta")
+    return numbers, table.round(2)
+
+
 def distance_deltas(distances: pd.DataFrame) -> pd.DataFrame:
     """Change of every distance measure caused by alignment.
 
@@ -205,6 +226,29 @@ def distance_vs_transfer(
     return points, corr
 
 
+def finetuning_shift(distances: pd.DataFrame, metric: str, layer: int) -> float:
+    """Mean ``metric`` at ``layer`` of the baseline's fine-tuned encoders minus the base
+    encoder's: how far fine-tuning alone moved it."""
+    at = distances[(distances["metric"] == metric) & (distances["layer"] == layer)]
+    tuned = at[(at["stage"] == "finetuned") & (at["regime"] == "baseline")]
+    return float(tuned["value"].mean() - at.loc[at["stage"] == "base", "value"].mean())
+
+
+def cell(
+    points: pd.DataFrame, corr: pd.DataFrame, method: str = "spearman", **where: object
+) -> tuple[pd.DataFrame, dict]:
+    """The points of one cell of :func:`distance_vs_transfer` (``where``: task, stage, metric,
+    layer, ...) and its ``method`` correlation row."""
+
+    def chosen(frame: pd.DataFrame) -> pd.Series:
+        return (frame[list(where)] == list(where.values())).all(axis=1)
+
+    rows = corr[chosen(corr) & (corr["method"] == method)]
+    if rows.empty:
+        raise ValueError(f"no {method} correlation for {where}")
+    return points[chosen(points)], rows.iloc[0].to_dict()
+
+
 def gradient_vs_transfer(
     gradients: pd.DataFrame,
     evaluations: pd.DataFrame,
@@ -233,10 +277,13 @@ def gradient_vs_transfer(
 
 
 __all__ = [
+    "cell",
     "correlate",
     "correlation",
     "distance_deltas",
     "distance_vs_transfer",
+    "finetuning_shift",
     "gradient_vs_transfer",
+    "regime_changes",
     "transfer_deltas",
 ]

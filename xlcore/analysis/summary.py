@@ -179,6 +179,33 @@ def _gradient_sentences(gradients: pd.DataFrame) -> list[str]:
     return out
 
 
+def distance_correlations_at(
+    corr: pd.DataFrame, layer: int, method: str = "spearman"
+) -> tuple[str, pd.DataFrame]:
+    """What the aligned encoders' distance-vs-transfer correlations (:func:`xlcore.analysis.
+    relations.distance_vs_transfer`) say, in one Markdown sentence, and their ``r`` at
+    ``layer`` (level and measure by task)."""
+    from xlcore.analysis.relations import MIN_POINTS
+
+    c = corr[(corr["method"] == method) & (corr["stage"] == "aligned")].dropna(subset=["lo"])
+    if len(c):
+        excl = c[(c["lo"] > 0) | (c["hi"] < 0)]
+        verdict = (
+            f"Of {len(c)} (task, measure, layer) combinations, {len(excl)} have a "
+            f"{method.capitalize()} interval that excludes zero; the median |ρ| is "
+            f"{c['r'].abs().median():.2f}. The table shows ρ at layer {layer}."
+        )
+    else:
+        most = int(corr["n"].max()) if len(corr) else 0
+        verdict = (
+            f"**No correlation can be computed from these runs**: each has at most {most} "
+            f"point(s), and a correlation needs at least {MIN_POINTS} that vary. Add target "
+            "languages (`tgt_langs`), pairs or seeds."
+        )
+    table = c[c["layer"] == layer].pivot(index=["level", "metric"], columns="task", values="r")
+    return verdict, table.round(2)
+
+
 def _distance_sentences(distance_correlations: pd.DataFrame) -> list[str]:
     c = distance_correlations[distance_correlations["method"] == "spearman"].dropna(
         subset=["lo", "hi"]
@@ -228,6 +255,7 @@ def guidelines(
 
 
 __all__ = [
+    "distance_correlations_at",
     "seed_intervals",
     "alignment_effect",
     "gradient_summary",
