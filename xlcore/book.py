@@ -390,7 +390,7 @@ def build(
 
     def params_of(name: str) -> dict[str, object]:
         known = chapter_parameters(root, name)
-        p: dict[str, object] = {"profile": profile, "runs": _relative(runs_root, root / "book")}
+        p: dict[str, object] = {"profile": profile, "runs": _kernel_path(runs_root, root)}
         p.update({k: v for k, v in restrict.items() if k in known})
         if name == only:
             p.update(parameters)
@@ -409,10 +409,10 @@ def build(
     return BookBuild(index, results)
 
 
-def _relative(path: Path, start: Path) -> str:
-    """``path`` as a chapter's kernel (working directory ``start``) should read it: relative
-    when inside the project, so that the executed chapters name no machine's directories."""
-    return os.path.relpath(path, start) if path.is_relative_to(start.parent) else str(path)
+def _kernel_path(path: Path, root: Path) -> str:
+    """``path`` as a chapter's kernel (working directory ``root/book``) reads it: relative when
+    inside the project, so that the executed chapters name no machine's directories."""
+    return os.path.relpath(path, root / "book") if path.is_relative_to(root) else str(path)
 
 
 def _announce_data(profile: str, restrict: Mapping[str, object]) -> None:

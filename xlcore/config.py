@@ -63,6 +63,16 @@ class DataConfig(_Group):
     dev_limit: OptionalCount = None  # English dev examples for model selection
     test_limit: OptionalCount = None  # test examples per target language
 
+    @property
+    def test_langs(self) -> tuple[str, ...]:
+        """The languages every fine-tuned model is tested on: the source, then the targets."""
+        return tuple(dict.fromkeys((self.src_lang, *self.tgt_langs)))
+
+    @property
+    def pair_langs(self) -> tuple[str, ...]:
+        """The non-source language of every pair, in order, without repeats."""
+        return tuple(dict.fromkeys(pair_lang(p, self.src_lang) for p in self.pairs))
+
 
 class FinetuneConfig(_Group):
     """The fine-tuning runs (regimes × seeds) and their optimisation. Names follow Hugging Face."""
@@ -142,7 +152,7 @@ class Config(BaseModel):
     def langs_needed(self) -> tuple[str, ...]:
         """Target languages plus every pair language, in order, without repeats."""
         d = self.data
-        langs = (*d.tgt_langs, *(pair_lang(p, d.src_lang) for p in d.pairs))
+        langs = (*d.tgt_langs, *d.pair_langs)
         return tuple(dict.fromkeys(langs))
 
     def max_steps(self, task: str) -> int:

@@ -90,10 +90,11 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     distances_wanted = "distances" in c.analysis.analyses and bool(c.data.pairs)
     encoder_run = grid.add(encoder.planned(c)) if c.model.trim_vocab else None
     heldout, train, aligned = {}, {}, {}
+    aligned_pairs = c.aligned_pairs()
     for pair in c.data.pairs:
         if {"distances", "gradients"} & set(c.analysis.analyses):
             heldout[pair] = grid.add(wordpairs.planned(c, pair, "heldout", encoder_run))
-        if pair not in c.aligned_pairs():
+        if pair not in aligned_pairs:
             continue
         train[pair] = grid.add(wordpairs.planned(c, pair, "train", encoder_run))
         inputs = align.Inputs(encoder_run, train[pair])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from xlcore import encoders, runs
-from xlcore.config import Config, pair_lang
+from xlcore.config import Config
 from xlcore.context import StepContext
 from xlcore.steps import Planned
 
@@ -37,8 +37,8 @@ def planned(c: Config) -> Planned:
     """The trimmed encoder of ``c``'s grid (it reads every split the grid reads)."""
     d = c.data
     files = [(t, d.src_lang, s) for t in d.tasks for s in ("train", "dev")]
-    files += [(t, lg, "test") for t in d.tasks for lg in dict.fromkeys((d.src_lang, *d.tgt_langs))]
-    files += [("parallel", pair_lang(p, d.src_lang), None) for p in d.pairs]
+    files += [(t, lg, "test") for t in d.tasks for lg in d.test_langs]
+    files += [("parallel", lg, None) for lg in d.pair_langs]
     flat = c.flat()
     spec = Spec(**{f.name: flat[f.name] for f in fields(Spec)})
     name = c.model.model_name_or_path.replace(":", "-").replace("/", "-")

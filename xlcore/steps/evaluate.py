@@ -46,7 +46,7 @@ class Inputs:
 def planned(c: Config, v: Variant, bf16: bool, finetune: runs.Run) -> Planned:
     """The zero-shot evaluation of the fine-tuning run of ``v`` on every test language."""
     d = c.data
-    langs = tuple(dict.fromkeys((d.src_lang, *d.tgt_langs)))
+    langs = d.test_langs
     spec = Spec(
         **asdict(v),
         src_lang=d.src_lang,
