@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xlcore.analysis.stats import CORRELATIONS
 from xlcore.config import pair_lang
 
 KEYS = ["lang", "layer", "level", "metric"]
@@ -92,21 +93,7 @@ def distance_deltas(distances: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson's r along the last axis (NaN where either side is constant)."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    y = y - y.mean(axis=-1, keepdims=True)
-    denom = np.sqrt((x * x).sum(axis=-1) * (y * y).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (x * y).sum(axis=-1) / denom, np.nan)
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's ρ along the last axis: Pearson's r of the (average) ranks."""
-    return _pearson(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
-
-
-_STATISTICS = {"spearman": _spearman, "pearson": _pearson}
+_STATISTICS = CORRELATIONS
 
 # Fewer points (or a constant variable) leave a correlation undefined.
 MIN_POINTS = 3
