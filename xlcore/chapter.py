@@ -102,20 +102,31 @@ class Chapter:
     comparison: Sequence = ()
 
     evaluations = _frame("evaluation_frame")
+    sentences = _frame("sentence_frame")
     distances = _frame("distance_frame")
     gradients = _frame("gradient_frame")
     logs = _frame("finetune_logs")
     alignment_losses = _frame("alignment_losses")
+
+    def _comparison(self, reader):
+        if not self.comparison:
+            raise XlcoreError(f"chapter {self.name!r} declares no loss comparison")
+        p = self.parameters
+        return reader(self.comparison, list(p["losses"]), task=str(p["loss_task"]))
 
     @functools.cached_property
     def loss_comparison(self):
         """One row per compared loss (:func:`xlcore.comparison.loss_table`)."""
         from xlcore.comparison import loss_table
 
-        if not self.comparison:
-            raise XlcoreError(f"chapter {self.name!r} declares no loss comparison")
-        p = self.parameters
-        return loss_table(self.comparison, list(p["losses"]), task=str(p["loss_task"]))
+        return self._comparison(loss_table)
+
+    @functools.cached_property
+    def loss_contrasts(self):
+        """Every compared loss against every other (:func:`xlcore.comparison.loss_contrasts`)."""
+        from xlcore.comparison import loss_contrasts
+
+        return self._comparison(loss_contrasts)
 
 
 def open(  # noqa: A001

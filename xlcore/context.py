@@ -12,6 +12,7 @@ from xlcore import encoders, runs
 from xlcore.config import Config, pair_lang
 from xlcore.device import resolve_device
 from xlcore.objective import AlignmentData, AlignmentObjective
+from xlcore.samples import distance_sentences
 from xlcore.tasks import get_task
 from xlcore.tokens import split_words
 
@@ -102,6 +103,13 @@ class StepContext:
             train, heldout = self.bitext(pair_lang(pair, src), spec.align_train_limit)
             for src_words, tgt_words in (*train, *heldout):
                 texts.extend([src_words, tgt_words])
+        # The distance analysis's sentences: trimmed away, a piece would be split differently
+        # from the full tokenizer's segmentation (Chinese Tatoeba sentences above all).
+        for sentences in distance_sentences(
+            self.source, src, spec.distance_langs, spec.distance_limit, spec.sample_seed
+        ):
+            for english, other in sentences.values():
+                texts.extend([*english, *other])
         return texts
 
     def objective(

@@ -25,6 +25,22 @@ def evaluation_frame(grid) -> pd.DataFrame:
     return _frame(grid, "evaluate")
 
 
+def sentence_frame(grid) -> pd.DataFrame:
+    """Per test sentence of every zero-shot evaluation: columns task, regime, pair, seed, lang,
+    sentence (its index in the test set), correct and total (words, or 1 for a sentence
+    label)."""
+    parts = []
+    for run in _complete_runs(grid, "evaluate"):
+        spec = run.spec["spec"]
+        for block in run.metrics()["sentences"]:
+            part = pd.DataFrame({"correct": block["correct"], "total": block["total"]})
+            part.insert(0, "sentence", range(len(part)))
+            for name in ("lang", "seed", "pair", "regime", "task"):
+                part.insert(0, name, block["lang"] if name == "lang" else spec[name])
+            parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def distance_frame(grid) -> pd.DataFrame:
     """Distance measures of every encoder of the grid: columns stage (base, aligned,
     finetuned), task, regime, pair, seed, lang, layer, level, metric, value, n."""

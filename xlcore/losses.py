@@ -33,7 +33,9 @@ class AlignBatch:
 
     ``src_idx`` / ``tgt_idx`` index the flattened ``(B*S)`` / ``(B*T)`` token grids at the first
     sub-words of aligned words; ``pair_batch`` is each pair's sentence index.
-    ``src_hidden_ref`` holds the source states of the frozen original encoder (L2 anchor).
+    ``src_hidden_ref`` holds the source states of the frozen original encoder, and
+    ``src_word_idx`` the first sub-words of every source word that truncation kept, aligned or
+    not (the L2 anchor's positions).
     """
 
     src_hidden: torch.Tensor  # (B, S, H)
@@ -44,6 +46,7 @@ class AlignBatch:
     tgt_idx: torch.Tensor  # (P,) long
     pair_batch: torch.Tensor  # (P,) long
     src_hidden_ref: torch.Tensor | None = None  # (B, S, H)
+    src_word_idx: torch.Tensor | None = None  # (W,) long
 
     @property
     def num_pairs(self) -> int:
@@ -78,6 +81,7 @@ def make_align_batch(
     src_idx: list[int] = []
     tgt_idx: list[int] = []
     pair_batch: list[int] = []
+    src_word_idx = [b * s_len + s for b, starts in enumerate(src_starts) for s in starts if s >= 0]
     if word_pairs is not None:
         if len(word_pairs) != n_sent:
             raise DataError(f"{len(word_pairs)} word-pair lists for {n_sent} sentence pairs")
@@ -103,6 +107,7 @@ def make_align_batch(
         tgt_idx=as_index(tgt_idx),
         pair_batch=as_index(pair_batch),
         src_hidden_ref=src_hidden_ref,
+        src_word_idx=as_index(src_word_idx),
     )
 
 
@@ -201,10 +206,24 @@ class WeakInfoNCE(_ContrastiveLoss):
 
 
 class L2AnchorLoss(AlignmentLoss):
-    """Cao et al. (2020): mean over aligned pairs of ‖h^s − h^t‖² plus λ · mean over non-pad
-    source tokens of ‖h^s − h^s_ref‖², where ``h^s_ref`` comes from the frozen original encoder
-    (the English side is anchored so that alignment moves the other language towards it).
-    ``needs_reference`` is True unless λ = 0. No projector."""
+    """Cao et al. (2020): Σ over aligned pairs of ‖h^s − h^t‖² plus λ · Σ over source (English)
+    words of ‖h^s − h^s_0‖², where ``h^s_0`` comes from the frozen original encoder (the English
+    side is anchored so that alignment moves the other language towards it). No projector;
+    ``needs_reference`` is True unless λ = 0. A word is its first sub-word, as everywhere here.
+
+    Deviations kept on purpose, each documented:
+
+    * Both sums are divided by the batch's number of aligned pairs P (the anchor sum alone when
+      P = 0), so the alignment term is the mean over pairs and its scale against the task loss
+      (the joint regime's α) does not grow with the batch; the ratio of the two terms is Cao's
+      1 : λ. (Efimov et al.'s re-implementation takes two separate means, which shrinks λ by
+      P / #English words.)
+    * Cao's code also anchors ``[CLS]``/``[SEP]`` and counts them as aligned pairs; here neither
+      term has special tokens, like the word pairs.
+    * :func:`alignment_forward` runs the frozen encoder with the trained encoder's dropout masks,
+      so both states are computed the same way; Efimov et al. run the frozen copy without
+      dropout, so the anchor there also penalises the dropout noise.
+    """
 
     name = "l2"
 
@@ -218,11 +237,15 @@ class L2AnchorLoss(AlignmentLoss):
     def forward(self, batch: AlignBatch) -> torch.Tensor:
         if batch.num_pairs:
             h_src, h_tgt = batch.aligned()
-            loss = (h_src - h_tgt).pow(2).sum(-1).mean()
+            loss = (h_src - h_tgt).pow(2).sum()
         else:
             loss = _zero(batch)
-        if not self.needs_reference:
-            return loss
+        if self.needs_reference:
+            loss = loss + self.anchor_weight * self._anchor(batch)
+        return loss / max(batch.num_pairs, 1)
+
+    def _anchor(self, batch: AlignBatch) -> torch.Tensor:
+        """Σ over the source words of ‖h^s − h^s_0‖²."""
         ref = batch.src_hidden_ref
         if ref is None:
             raise ConfigError(
@@ -235,10 +258,15 @@ class L2AnchorLoss(AlignmentLoss):
                 f"src_hidden_ref has shape {tuple(ref.shape)}, "
                 f"src_hidden {tuple(batch.src_hidden.shape)}; they must match"
             )
-        mask = batch.src_mask.to(batch.src_hidden.dtype)  # (B, S)
-        per_token = (batch.src_hidden - ref.detach()).pow(2).sum(-1)  # (B, S)
-        anchor = (per_token * mask).sum() / mask.sum().clamp_min(1.0)
-        return loss + self.anchor_weight * anchor
+        if batch.src_word_idx is None:
+            raise ConfigError(
+                "the 'l2' anchor runs over the source words: build the AlignBatch with "
+                "make_align_batch, or set its src_word_idx"
+            )
+        h = batch.src_hidden.shape[-1]
+        words = batch.src_word_idx
+        diff = batch.src_hidden.reshape(-1, h)[words] - ref.detach().reshape(-1, h)[words]
+        return diff.pow(2).sum()
 
 
 class SentenceInfoNCE(_ContrastiveLoss):
@@ -322,6 +350,10 @@ def alignment_forward(
     takes ``hidden_states[layer]`` (default: last layer), builds the :class:`AlignBatch` and
     returns ``loss(batch)``. ``word_pairs`` may be None for sentence-level losses.
 
+    The reference compares like with like (:func:`_reference_states`): when ``model`` runs with
+    dropout, ``reference_model`` (a copy of it: same modules, same calls) runs with the very
+    masks ``model`` drew on the source side, so before any update the anchor is exactly 0.
+
     ``states``, a dict the caller owns, shares source-side forward passes between calls: the
     source states of ``model`` are looked up there by the exact token ids and layer, and stored
     when missing. Losses built from a shared entry share its autograd graph, so every backward
@@ -337,18 +369,20 @@ def alignment_forward(
             "original encoder (copy.deepcopy(model).eval(), requires_grad off)"
         )
     enc = encode_parallel(tokenizer, src_words, tgt_words, max_length)
+    # The reference must replay the dropout masks of the source pass: keep its RNG state.
     if states is None:
+        rng = _rng_state(model) if loss.needs_reference else None
         src_hidden = _hidden(model, enc.src, layer)
     else:
         key = (id(model), layer, *(_tensor_key(enc.src[k]) for k in MODEL_INPUTS if k in enc.src))
         if key not in states:
-            states[key] = _hidden(model, enc.src, layer)
-        src_hidden = states[key]
+            rng = _rng_state(model)
+            states[key] = (_hidden(model, enc.src, layer), rng)
+        src_hidden, rng = states[key]
     tgt_hidden = _hidden(model, enc.tgt, layer)
     ref = None
     if loss.needs_reference:
-        with torch.no_grad():
-            ref = _hidden(reference_model, enc.src, layer)
+        ref = _reference_states(reference_model, model, enc.src, layer, rng)
     batch = make_align_batch(
         src_hidden,
         tgt_hidden,
@@ -360,6 +394,42 @@ def alignment_forward(
         src_hidden_ref=ref,
     )
     return loss(batch)
+
+
+def _rng_state(model: nn.Module) -> tuple:
+    """The RNG state that ``model``'s next forward pass draws its dropout masks from."""
+    device = next(model.parameters()).device
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _dropout_on(model: nn.Module) -> bool:
+    return any(m.training for m in model.modules() if isinstance(m, nn.Dropout))
+
+
+def _reference_states(
+    reference: nn.Module, model: nn.Module, enc, layer: int, rng: tuple
+) -> torch.Tensor:
+    """``reference``'s source states, without gradients, computed as ``model``'s were.
+
+    When ``model`` runs with dropout, ``reference`` runs in training mode from the RNG state
+    ``rng`` that ``model``'s source pass started from, so it draws the same masks; the global
+    RNG state and ``reference``'s mode are restored afterwards (the training stream goes on as
+    if the reference pass had not happened). Without dropout it runs in eval mode.
+    """
+    train = _dropout_on(model)
+    mode = reference.training
+    cpu, cuda = rng
+    device = next(reference.parameters()).device
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if cuda is not None else []):
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+        reference.train(train)
+        try:
+            return _hidden(reference, enc, layer)
+        finally:
+            reference.train(mode)
 
 
 def _tensor_key(t: torch.Tensor) -> tuple:

@@ -77,6 +77,21 @@ def score_sib(encoded: Sequence[dict], preds: Sequence) -> dict[str, float]:
     }
 
 
+def correct_per_example(encoded: Sequence[dict], preds: Sequence) -> tuple[list[int], list[int]]:
+    """Per example, the items predicted correctly and the items scored: words for a tagging
+    task (words cut off by truncation count as scored and wrong, as in :func:`score_pos`), one
+    for a sentence label. Intervals resample these (:mod:`xlcore.analysis.stats`)."""
+    correct, total = [], []
+    for e, p in zip(encoded, preds, strict=True):
+        if isinstance(p, list):
+            gold = [lab for lab in e["labels"] if lab != IGNORE_INDEX]
+            correct.append(sum(int(a == b) for a, b in zip(gold, p, strict=True)))
+        else:
+            correct.append(int(e["labels"] == p))
+        total.append(int(e["n_words"]))
+    return correct, total
+
+
 @dataclass(frozen=True)
 class Task:
     """A task: its name, labels and granularity, and the functions that read, encode and score
@@ -128,4 +143,13 @@ def get_task(task: str | Task) -> Task:
     return TASKS[task]
 
 
-__all__ = ["Task", "POS", "SIB", "TASKS", "get_task", "encode_pos", "encode_sib"]
+__all__ = [
+    "Task",
+    "POS",
+    "SIB",
+    "TASKS",
+    "get_task",
+    "encode_pos",
+    "encode_sib",
+    "correct_per_example",
+]

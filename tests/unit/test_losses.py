@@ -1,14 +1,20 @@
 """Alignment losses against hand computations (plain loops and math), gradients, bounds."""
 
+import copy
 import math
 
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
+from xlcore.align import encode_parallel
 from xlcore.errors import ConfigError
 from xlcore.losses import (
     ALIGNMENT_LOSSES,
     AlignBatch,
+    L2AnchorLoss,
+    alignment_forward,
     build_alignment_loss,
     make_align_batch,
 )
@@ -138,23 +144,100 @@ def test_projector_is_applied(name):
 
 
 @pytest.mark.parametrize("weight", [1.0, 0.5])
-def test_l2_with_anchor_by_hand(weight):
+def test_l2_is_caos_sum_over_pairs_and_english_words_per_pair(weight):
+    # Cao et al.: Σ_pairs ‖h^s − h^t‖² + λ Σ_{source words} ‖h^s − h^s_0‖², both divided by the
+    # batch's pair count P (so the ratio of the two terms is Cao's 1 : λ).
     batch = make_batch(seed=2)
     loss = build_alignment_loss("l2", H, anchor_weight=weight)
     hs, ht = aligned_lists(batch)
     pair = sum(
         sum((a - b) ** 2 for a, b in zip(x, y, strict=True)) for x, y in zip(hs, ht, strict=True)
     )
-    anchor, n = 0.0, 0
-    for b in range(2):
-        for s in range(3):
-            if batch.src_mask[b, s]:
-                diff = batch.src_hidden[b, s] - batch.src_hidden_ref[b, s]
-                anchor += sum(float(d) ** 2 for d in diff)
-                n += 1
-    assert n == 5
-    expected = pair / 3 + weight * anchor / n
+    # Source words at (sentence, position) (0, 1), (0, 2), (1, 1); word 1 of sentence 1 was cut
+    # by truncation, and the special and the padding positions are no words.
+    anchor = 0.0
+    for b, s in [(0, 1), (0, 2), (1, 1)]:
+        diff = batch.src_hidden[b, s] - batch.src_hidden_ref[b, s]
+        anchor += sum(float(d) ** 2 for d in diff)
+    expected = (pair + weight * anchor) / 3
     assert loss(batch).item() == pytest.approx(expected, rel=1e-5)
+    assert batch.src_word_idx.tolist() == [1, 2, 4]
+    # The anchor's weight relative to the alignment term is λ itself, as in Cao's sums.
+    plain = build_alignment_loss("l2", H, anchor_weight=0.0)(batch).item()
+    assert (loss(batch).item() - plain) / plain == pytest.approx(weight * anchor / pair, rel=1e-5)
+
+
+def word_tokenizer(words):
+    """A BERT-style word-level fast tokenizer over ``words`` (one piece per word)."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    vocab = {w: i for i, w in enumerate(specials + sorted(set(words)))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
+
+
+class RecordingL2(L2AnchorLoss):
+    """The L2 loss, keeping every batch it is given."""
+
+    def __init__(self, hidden_size, **kwargs):
+        super().__init__(hidden_size, **kwargs)
+        self.batches = []
+
+    def forward(self, batch):
+        self.batches.append(batch)
+        return super().forward(batch)
+
+
+def test_l2_anchor_runs_the_frozen_reference_with_the_trained_encoders_dropout():
+    with torch.random.fork_rng():  # the seeds set here must not reach later tests
+        src = [["the", "cat", "sat"], ["a", "dog"]]
+        tgt = [["die", "Katze", "sitzt"], ["ein", "Hund"]]
+        links = [[(1, 1), (2, 2)], [(0, 0), (1, 1)]]
+        tok = word_tokenizer([w for s in src + tgt for w in s])
+        config = BertConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=16,
+            hidden_dropout_prob=0.5,
+            attention_probs_dropout_prob=0.5,
+        )
+        torch.manual_seed(0)
+        model = BertModel(config, add_pooling_layer=False).train()
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+        loss = RecordingL2(16)
+        torch.manual_seed(1)
+        value = alignment_forward(model, loss, tok, src, tgt, links, reference_model=reference)
+        after = torch.get_rng_state()
+        (batch,) = loss.batches
+        # Dropout is on: the trained encoder's states are not the dropout-free ones.
+        enc = encode_parallel(tok, src, tgt, 128)
+        with torch.no_grad():
+            clean = reference(**enc.src, output_hidden_states=True).hidden_states[-1]
+        assert not torch.allclose(clean, batch.src_hidden)
+        # Like with like: before any update (θ = θ0) the reference states equal the trained ones
+        # exactly, so the anchor and its gradient are 0 and the loss is the alignment term alone.
+        assert torch.equal(batch.src_hidden_ref, batch.src_hidden.detach())
+        h_src, h_tgt = batch.aligned()
+        assert value.item() == pytest.approx((h_src - h_tgt).pow(2).sum(-1).mean().item(), rel=1e-6)
+        assert model.training and not reference.training  # modes restored
+        # The reference pass leaves the training RNG stream where the trained passes left it.
+        torch.manual_seed(1)
+        alignment_forward(
+            model, build_alignment_loss("l2", 16, anchor_weight=0.0), tok, src, tgt, links
+        )
+        assert torch.equal(after, torch.get_rng_state())
 
 
 def test_l2_without_reference_is_a_clear_error():
@@ -211,6 +294,7 @@ def test_gradients_are_correct_and_reach_encoder_states(name):
                 batch.tgt_idx,
                 batch.pair_batch,
                 batch.src_hidden_ref,
+                batch.src_word_idx,
             )
         )
 

@@ -1,33 +1,20 @@
 """Computed guidelines: every qualifier follows from the numbers it quotes."""
 
-import math
-
 import pandas as pd
 import pytest
 
-from xlcore.analysis.summary import difference_se, guidelines
+from xlcore.analysis.summary import guidelines
 
 
-def _evaluations(n: int, gain: float) -> pd.DataFrame:
-    rows = []
-    for lang in ("en", "de", "ar"):
-        rows.append(
-            dict(task="sib", regime="baseline", pair=None, seed=1, lang=lang, accuracy=0.8, n=n)
-        )
-        for pair in ("en-de", "en-ar"):
-            own = pair.endswith(lang)
-            rows.append(
-                dict(
-                    task="sib",
-                    regime="sequential",
-                    pair=pair,
-                    seed=1,
-                    lang=lang,
-                    accuracy=0.8 + (gain if own else 0.0),
-                    n=n,
-                )
-            )
-    return pd.DataFrame(rows)
+def _row(regime, pair, lang, delta, low, high, task="pos", seeds=3):
+    verdict = "gain" if low > 0 else "loss" if high < 0 else "no effect detectable"
+    return dict(task=task, regime=regime, pair=pair, lang=lang, seeds=seeds, delta=delta,
+                low=low, high=high, se=(high - low) / 4, mde=0.7 * (high - low),
+                verdict=verdict)  # fmt: skip
+
+
+def _intervals(rows) -> pd.DataFrame:
+    return pd.DataFrame([_row(*r) for r in rows])
 
 
 def _gradients(cos: float, floor: float) -> pd.DataFrame:
@@ -51,22 +38,67 @@ def _gradients(cos: float, floor: float) -> pd.DataFrame:
     )
 
 
-def test_difference_se_is_the_binomial_formula():
-    ev = _evaluations(100, 0.0)
-    assert difference_se(ev, "sib") == pytest.approx(100 * math.sqrt(2 * 0.8 * 0.2 / 100))
+def test_regimes_are_judged_on_the_pairs_every_regime_ran():
+    """PCGrad ran on en-de and en-ar only: sequential's gains on en-ru and en-zh must not make
+    it look better than PCGrad (means over different pairs)."""
+    iv = _intervals(
+        [
+            ("sequential", "en-de", "de", 0.2, -0.5, 0.9),
+            ("sequential", "en-ar", "ar", -0.1, -0.8, 0.6),
+            ("sequential", "en-ru", "ru", 2.0, 1.0, 3.0),
+            ("sequential", "en-zh", "zh", 2.5, 1.2, 3.8),
+            ("pcgrad", "en-de", "de", 1.5, 0.4, 2.6),
+            ("pcgrad", "en-ar", "ar", 0.1, -0.6, 0.8),
+        ]
+    )
+    line = guidelines(iv)[0]
+    assert "(en-ar, en-de)" in line
+    assert "pcgrad on en-de (+1.5 points, +0.4 to +2.6)" in line
+    assert "en-ru" not in line and "en-zh" not in line
 
 
-@pytest.mark.parametrize(("n", "gain", "noisy"), [(100, 0.02, True), (100_000, 0.02, False)])
-def test_small_gains_on_small_test_sets_are_called_noise(n, gain, noisy):
-    line = guidelines(_evaluations(n, gain))[0]
-    assert "**sequential** (+2.0 points" in line
-    assert "it helped on every pair" in line
-    assert ("within noise" in line) is noisy
+def test_no_gain_is_claimed_without_an_interval_above_zero():
+    iv = _intervals([("sequential", "en-de", "de", 1.9, -0.1, 3.9)])
+    line = guidelines(iv)[0]
+    assert "no regime gave a detectable gain" in line
+    assert f"±{0.7 * 4.0:.1f} points" in line
+
+
+def test_english_cost_is_named_only_when_detectable():
+    iv = _intervals(
+        [
+            ("joint", "en-de", "de", 0.0, -1.0, 1.0),
+            ("joint", "en-de", "en", -4.0, -5.0, -3.0),
+            ("sequential", "en-de", "de", 0.0, -1.0, 1.0),
+            ("sequential", "en-de", "en", -0.5, -1.5, 0.5),
+        ]
+    )
+    lines = guidelines(iv)
+    cost = next(x for x in lines if "cost English" in x)
+    assert "joint on en-de (-4.0 points" in cost and "sequential" not in cost
+
+
+def _contrasts(low: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        [dict(task="sib", pair="en-de", better="l2", worse="infonce_strong", seeds=3, delta=1.0,
+              low=low, high=2.0, se=0.5, mde=1.4,
+              verdict="gain" if low > 0 else "no effect detectable")]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("low", "prefer"), [(0.2, True), (-0.3, False)])
+def test_a_loss_is_preferred_only_where_its_interval_excludes_zero(low, prefer):
+    iv = _intervals([("sequential", "en-de", "de", 0.0, -1.0, 1.0)])
+    line = guidelines(iv, loss_contrasts=_contrasts(low))[-1]
+    assert ("prefer l2 over infonce_strong" in line) is prefer
+    assert ("do not favour any" in line) is not prefer
 
 
 @pytest.mark.parametrize(("cos", "floor", "separable"), [(0.05, 0.4, True), (0.05, 0.1, False)])
 def test_orthogonality_is_claimed_only_against_a_clear_noise_floor(cos, floor, separable):
-    lines = guidelines(_evaluations(100, 0.0), _gradients(cos, floor))
+    lines = guidelines(
+        _intervals([("sequential", "en-de", "de", 0.0, -1.0, 1.0)]), _gradients(cos, floor)
+    )
     line = next(x for x in lines if "gradients on the encoder" in x)
     assert ("near-orthogonal, well below" in line) is separable
     assert ("cannot be told apart from noise" in line) is not separable

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xlcore.analysis.relations import transfer_deltas
+from xlcore.analysis import transfer
+from xlcore.analysis.stats import GAIN, LOSS
 from xlcore.config import pair_lang
 
 ALIGNMENT_METRICS = ("cos_pairs", "p1_strong_fwd", "cos", "tatoeba_p1_fwd")
@@ -61,31 +62,6 @@ def seed_intervals(evaluations: pd.DataFrame, level: float = 0.95) -> pd.DataFra
     return pd.DataFrame(rows, columns=[*keys, "seeds", "mean", "low", "high"])
 
 
-def regime_summary(evaluations: pd.DataFrame, src_lang: str = "en") -> pd.DataFrame:
-    """Per task and regime, accuracy changes against the baseline in points: on each pair's own
-    language (mean, min, max, share of pairs that gained), on English, and on all other targets."""
-    d = transfer_deltas(evaluations, src_lang)
-    rows = []
-    for (task, regime), part in d.groupby(["task", "regime"]):
-        own = 100 * part[part["own_pair"]]["delta"]
-        en = 100 * part[part["lang"] == src_lang]["delta"]
-        other = 100 * part[~part["own_pair"] & (part["lang"] != src_lang)]["delta"]
-        rows.append(
-            {
-                "task": task,
-                "regime": regime,
-                "pairs": part["pair"].nunique(),
-                "own_mean": own.mean(),
-                "own_min": own.min(),
-                "own_max": own.max(),
-                "own_gained": float((own > 0).mean()) if len(own) else np.nan,
-                "english_mean": en.mean(),
-                "others_mean": other.mean(),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 def gradient_summary(gradients: pd.DataFrame, group: str = "all_but_embeddings") -> pd.DataFrame:
     """Per task and regime: mean task–align cosine, mean |cosine|, the two noise floors and the
     alignment/task norm ratio in ``group``, over all probes and pairs."""
@@ -104,50 +80,48 @@ FLOOR_FACTOR = 3.0
 least this many times its magnitude."""
 
 
-def difference_se(evaluations: pd.DataFrame, task: str) -> float:
-    """Standard error, in points, of the difference of two accuracies measured on ``task``'s
-    test sets (binomial, independent items; mean over the evaluated languages)."""
-    e = evaluations[(evaluations["task"] == task) & (evaluations["n"] > 0)]
-    p = e["accuracy"].to_numpy(dtype=float)
-    return float(np.mean(100 * np.sqrt(2 * p * (1 - p) / e["n"].to_numpy(dtype=float))))
-
-
 def _pts(x: float) -> str:
     return f"{x:+.1f}"
 
 
-def _regime_sentences(evaluations: pd.DataFrame, src_lang: str) -> list[str]:
+def _cases(rows: pd.DataFrame) -> str:
+    return "; ".join(
+        f"{r.regime} on {r.pair} ({_pts(r.delta)} points, {_pts(r.low)} to {_pts(r.high)})"
+        for r in rows.itertuples()
+    )
+
+
+def _regime_sentences(intervals: pd.DataFrame, src_lang: str) -> list[str]:
+    """Per task, what every regime did on each pair's own language and on English, judged by the
+    intervals of :func:`xlcore.analysis.transfer.delta_intervals` and only on the pairs that
+    every regime ran, so that no regime is judged on easier pairs than another."""
     out: list[str] = []
-    summary = regime_summary(evaluations, src_lang)
-    for task, part in summary.groupby("task"):
-        part = part.set_index("regime")
-        best = part["own_mean"].idxmax()
-        row = part.loc[best]
-        reliable = row["own_min"] > 0
-        se = difference_se(evaluations, task)
-        out.append(
-            f"{task.upper()}: the best way to combine alignment with fine-tuning here was "
-            f"**{best}** ({_pts(row['own_mean'])} points on the aligned language on average, "
-            f"from {_pts(row['own_min'])} to {_pts(row['own_max'])} over {int(row['pairs'])} "
-            f"pair(s)); "
-            + (
-                "it helped on every pair"
-                if reliable
-                else "it did not help on every pair, so do not expect a gain from alignment alone"
-            )
-            + (
-                f". With these test sets one difference of accuracies has a standard error of "
-                f"about {se:.1f} points, so a mean change this small is within noise."
-                if abs(row["own_mean"]) < 2 * se
-                else "."
-            )
+    own = transfer.own_language(intervals, src_lang)
+    for task, part in own.groupby("task"):
+        common = set.intersection(*(set(p["pair"]) for _, p in part.groupby("regime")))
+        shared = part[part["pair"].isin(common)].sort_values(["regime", "pair"])
+        gains, losses = shared[shared["verdict"] == GAIN], shared[shared["verdict"] == LOSS]
+        head = (
+            f"{task.upper()}, on the pair(s) every regime ran ({', '.join(sorted(common))}), "
+            f"{shared['seeds'].min()} seed(s) each: "
         )
-        costly = part[part["english_mean"] < -1.0]
+        if len(gains):
+            body = f"detectable gains on the aligned language: {_cases(gains)}"
+        else:
+            body = (
+                "no regime gave a detectable gain on the aligned language (the design detects "
+                f"about ±{shared['mde'].median():.1f} points), so do not expect one from "
+                "alignment alone"
+            )
+        if len(losses):
+            body += f"; detectable losses: {_cases(losses)}"
+        out.append(head + body + ".")
+        english = intervals[(intervals["task"] == task) & (intervals["lang"] == src_lang)]
+        costly = english[english["verdict"] == LOSS].sort_values(["regime", "pair"])
         if len(costly):
-            names = ", ".join(f"{r} ({_pts(v)})" for r, v in costly["english_mean"].items())
             out.append(
-                f"{task.upper()}: these regimes cost English accuracy (points): {names}; "
-                "check the source language when adding an alignment loss during fine-tuning."
+                f"{task.upper()}: these regimes cost English accuracy detectably: "
+                f"{_cases(costly)}; check the source language when adding an alignment loss."
             )
     return out
 
@@ -226,31 +200,42 @@ def _distance_sentences(distance_correlations: pd.DataFrame) -> list[str]:
 
 
 def _loss_sentences(loss_comparison: pd.DataFrame) -> list[str]:
-    lc = loss_comparison.sort_values("delta", ascending=False)
-    top = lc.iloc[0]
-    listing = ", ".join(f"{r['align_loss']} ({_pts(100 * r['delta'])})" for _, r in lc.iterrows())
+    """The loss guideline: a loss is preferred only over the losses whose seed-paired
+    difference to it has an interval above zero (:func:`xlcore.comparison.loss_contrasts`)."""
+    lc = loss_comparison
+    first = lc.iloc[0]
+    where = f"Loss choice ({first['task'].upper()}, {first['pair']}, sequential)"
+    preferred = lc[lc["verdict"] == GAIN]
+    if not len(preferred):
+        return [
+            f"{where}: no loss's difference to another has an interval above zero (the design "
+            f"detects about ±{lc['mde'].median():.1f} points), so the data do not favour any "
+            "of them; choose by cost."
+        ]
     return [
-        f"Loss choice ({top['task'].upper()}, {top['pair']}, sequential): Δ accuracy on the "
-        f"aligned language by loss, in points: {listing}; the largest gain came from "
-        f"**{top['align_loss']}**, so prefer it as a starting point for this pair and task."
+        f"{where}: prefer {r.better} over {r.worse} ({_pts(r.delta)} points, {_pts(r.low)} to "
+        f"{_pts(r.high)})."
+        for r in preferred.itertuples()
     ]
 
 
 def guidelines(
-    evaluations: pd.DataFrame,
+    intervals: pd.DataFrame,
     gradients: pd.DataFrame | None = None,
     distance_correlations: pd.DataFrame | None = None,
-    loss_comparison: pd.DataFrame | None = None,
+    loss_contrasts: pd.DataFrame | None = None,
     src_lang: str = "en",
 ) -> list[str]:
-    """Guidelines as sentences, each generated from the numbers it quotes."""
-    out = _regime_sentences(evaluations, src_lang)
+    """Guidelines as sentences, each generated from the numbers it quotes: ``intervals`` from
+    :func:`xlcore.analysis.transfer.delta_intervals`, ``loss_contrasts`` from
+    :func:`xlcore.comparison.loss_contrasts`."""
+    out = _regime_sentences(intervals, src_lang)
     if gradients is not None and len(gradients):
         out += _gradient_sentences(gradients)
     if distance_correlations is not None and len(distance_correlations):
         out += _distance_sentences(distance_correlations)
-    if loss_comparison is not None and len(loss_comparison):
-        out += _loss_sentences(loss_comparison)
+    if loss_contrasts is not None and len(loss_contrasts):
+        out += _loss_sentences(loss_contrasts)
     return out
 
 
@@ -260,5 +245,4 @@ __all__ = [
     "alignment_effect",
     "gradient_summary",
     "guidelines",
-    "regime_summary",
 ]

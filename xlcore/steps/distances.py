@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from xlcore import data as xdata
 from xlcore import runs
 from xlcore.analysis import distances as xdist
 from xlcore.config import Config, pair_lang
 from xlcore.context import StepContext, pairs_data
 from xlcore.device import precision_name
+from xlcore.samples import SAMPLE_SEED, distance_sentences
 from xlcore.steps import Planned, encoder_path
 from xlcore.steps.finetune import load_task_model
 
 KIND = "distances"
-VERSION = 1
+# 2: seeded samples of the sentences (SIB-200 stratified by topic, Tatoeba over the whole file)
+# instead of the first rows, retrieval hits on any occurrence of a word pair, and random pairs
+# drawn from other sentences instead of the neighbour (issue "Evidence", bugs 2-4).
+VERSION = 2
 MAX_LENGTH = 128
 
 
@@ -36,6 +39,7 @@ class Spec:
     distance_word_pairs: int | None
     max_length: int
     bf16: bool
+    sample_seed: int  # draws the sentences and the random pairs
 
     def record(self) -> dict:
         return {k: getattr(self, k) for k in ("stage", "task", "regime", "pair", "seed")}
@@ -63,6 +67,7 @@ def planned(c: Config, name: str, record: dict, bf16: bool, inputs: Inputs) -> P
         distance_word_pairs=c.analysis.distance_word_pairs,
         max_length=MAX_LENGTH,
         bf16=bf16,
+        sample_seed=SAMPLE_SEED,
     )
     files = [("sib", lg, "test") for lg in (d.src_lang, *langs)]
     files += [("tatoeba", lg, None) for lg in langs]
@@ -82,7 +87,9 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
         word_pairs[pair_lang(pair, spec.src_lang)] = xdist.WordPairSet(
             data.src_words, data.tgt_words, data.links
         ).limited(spec.distance_word_pairs)
-    parallel, tatoeba = _sentences(spec, ctx)
+    parallel, tatoeba = distance_sentences(
+        ctx.source, spec.src_lang, spec.langs, spec.distance_limit, spec.sample_seed
+    )
     records = xdist.measure(
         model,
         tok,
@@ -91,22 +98,9 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
         tatoeba=tatoeba,
         max_length=spec.max_length,
         bf16=spec.bf16,
+        seed=spec.sample_seed,
     )
     return {
         "records": [{**spec.record(), **r} for r in records],
         "precision": precision_name(ctx.device, spec.bf16),
     }
-
-
-def _sentences(spec: Spec, ctx: StepContext) -> tuple[dict, dict]:
-    """SIB-200 test sentences shared with English, and Tatoeba rows, per language."""
-    parallel, tatoeba = {}, {}
-    en_sib = {e.id: e.text for e in xdata.load_sib(spec.src_lang, "test", source=ctx.source)}
-    for lang in spec.langs:
-        x_sib = xdata.load_sib(lang, "test", source=ctx.source)
-        shared = [e for e in x_sib if e.id in en_sib][: spec.distance_limit]
-        parallel[lang] = ([en_sib[e.id] for e in shared], [e.text for e in shared])
-        if lang in xdata.available_languages("tatoeba", source=ctx.source):
-            rows = xdata.load_tatoeba(lang, source=ctx.source)[: spec.distance_limit]
-            tatoeba[lang] = ([en for en, _ in rows], [x for _, x in rows])
-    return parallel, tatoeba

@@ -7,10 +7,11 @@ from dataclasses import dataclass, fields
 from xlcore import encoders, runs
 from xlcore.config import Config
 from xlcore.context import StepContext
+from xlcore.samples import SAMPLE_SEED
 from xlcore.steps import Planned
 
 KIND = "encoder"
-VERSION = 1
+VERSION = 2  # 2: the vocabulary also covers the distance analysis's sentences (Tatoeba, SIB-200)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Spec:
     dev_limit: int | None
     test_limit: int | None
     align_train_limit: int | None
+    distance_langs: tuple[str, ...]  # empty without the distance analysis
+    distance_limit: int | None
+    sample_seed: int
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,15 @@ class Inputs:
 
 
 def planned(c: Config) -> Planned:
-    """The trimmed encoder of ``c``'s grid (it reads every split the grid reads)."""
+    """The trimmed encoder of ``c``'s grid (it reads every split and sentence the grid reads)."""
     d = c.data
     files = [(t, d.src_lang, s) for t in d.tasks for s in ("train", "dev")]
     files += [(t, lg, "test") for t in d.tasks for lg in d.test_langs]
     files += [("parallel", lg, None) for lg in d.pair_langs]
-    flat = c.flat()
+    distance_langs = d.pair_langs if "distances" in c.analysis.analyses else ()
+    files += [("sib", lg, "test") for lg in (d.src_lang, *distance_langs)]
+    files += [("tatoeba", lg, None) for lg in distance_langs]
+    flat = {**c.flat(), "distance_langs": distance_langs, "sample_seed": SAMPLE_SEED}
     spec = Spec(**{f.name: flat[f.name] for f in fields(Spec)})
     name = c.model.model_name_or_path.replace(":", "-").replace("/", "-")
     return Planned(name, spec, Inputs(), tuple(files))

@@ -1,5 +1,6 @@
 """Step ``evaluate``: a fine-tuned model's zero-shot accuracy on every target language's test set
-(and, for POS, the majority-tag baseline of the same sentences)."""
+(and, for POS, the majority-tag baseline of the same sentences), with each test sentence's
+correct and scored items, so that intervals are computed without running a model again."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from tqdm.auto import tqdm
 from xlcore import runs
 from xlcore.config import Config
 from xlcore.context import StepContext, Variant
-from xlcore.evaluate import evaluate, majority_baseline
+from xlcore.evaluate import majority_baseline, predict
 from xlcore.steps import Planned
 from xlcore.steps.finetune import load_task_model
-from xlcore.tasks import get_task
+from xlcore.tasks import correct_per_example, get_task
 
 KIND = "evaluate"
-VERSION = 1
+VERSION = 2  # 2: per-sentence correctness stored beside the accuracies
 
 
 @dataclass(frozen=True)
@@ -67,26 +68,20 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
     majority = task.token_level  # the majority-tag baseline of a tagging task
     if majority:
         majority_train = ctx.task_data(task.name, spec.src_lang, "train", spec.train_limit)
-    records = []
+    records, sentences = [], []
     for lang in tqdm(
         spec.langs, desc=f"evaluate {out.path.name[:40]}", leave=False, disable=not ctx.progress
     ):
         limit, length = spec.test_limit, spec.eval_max_seq_length
         encoded = ctx.encoded(tok, task.name, lang, "test", limit, length)
-        scores = evaluate(
-            model,
-            encoded,
-            task,
-            tok,
-            spec.per_device_eval_batch_size,
-            ctx.device,
-            spec.bf16,
-            split_by_length=True,
-        )
-        rec = {**spec.variant.record(), "lang": lang, "split": "test", **scores}
+        batch = spec.per_device_eval_batch_size
+        preds = predict(model, encoded, task, tok, batch, ctx.device, spec.bf16, True)
+        rec = {**spec.variant.record(), "lang": lang, "split": "test", **task.score(encoded, preds)}
+        correct, total = correct_per_example(encoded, preds)
+        sentences.append({"lang": lang, "correct": correct, "total": total})
         if majority:
             rec["majority_accuracy"] = majority_baseline(
                 majority_train, ctx.task_data(task.name, lang, "test", spec.test_limit)
             )
         records.append(rec)
-    return {"records": records}
+    return {"records": records, "sentences": sentences}

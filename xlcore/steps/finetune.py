@@ -19,7 +19,10 @@ from xlcore.taskmodel import TaskModel
 from xlcore.train import FinetuneSettings, finetune
 
 KIND = "finetune"
-VERSION = 1
+# 2: PCGrad and GradVac adjust both gradients, GradVac's EMA target is bias-corrected (issue
+# "Evidence", bug 7); the L2 loss (joint regime, probes) is Cao's sums with the frozen encoder on
+# the same dropout masks (bug 6).
+VERSION = 2
 
 # Settings a fine-tuning run reads from the config under their own names.
 _CONFIG_KEYS = (
