@@ -103,3 +103,17 @@ def test_orthogonality_is_claimed_only_against_a_clear_noise_floor(cos, floor, s
     assert ("near-orthogonal, well below" in line) is separable
     assert ("cannot be told apart from noise" in line) is not separable
     assert "4× the task gradient's norm" in line
+
+
+@pytest.mark.parametrize("detected", [True, False])
+def test_the_distance_guideline_follows_the_primary_correlations(detected):
+    primary = pd.DataFrame(
+        [dict(task="pos", measure="margin (word, last layer)", rho=0.6, low=0.2, high=0.8,
+              excluded=0.8, detected=detected),
+         dict(task="sib", measure="margin (word, last layer)", rho=0.1, low=-0.4, high=0.5,
+              excluded=0.5, detected=False)]
+    )  # fmt: skip
+    iv = _intervals([("sequential", "en-de", "de", 0.0, -1.0, 1.0)])
+    line = next(x for x in guidelines(iv, primary=primary) if x.startswith("Distances"))
+    assert ("POS margin (word, last layer) (ρ = +0.60)" in line) is detected
+    assert ("exclude |ρ| above 0.80" in line) is not detected

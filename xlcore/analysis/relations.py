@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from xlcore.analysis.stats import CORRELATIONS
+from xlcore.analysis.stats import CORRELATIONS, cluster_correlation
 from xlcore.config import pair_lang
 
 KEYS = ["lang", "layer", "level", "metric"]
@@ -107,13 +107,17 @@ def correlation(
     n_resamples: int = 2000,
     confidence_level: float = 0.95,
     seed: int = 0,
+    clusters: tuple[Sequence, Sequence] | None = None,
 ) -> dict:
-    """Correlation coefficient with a paired bootstrap percentile interval.
+    """Correlation coefficient with a bootstrap percentile interval.
 
     Returns ``{"r", "lo", "hi", "n"}``; NaN where it is undefined (fewer than
     :data:`MIN_POINTS` points or a constant variable). The point estimate equals
-    :func:`scipy.stats.spearmanr` / :func:`scipy.stats.pearsonr`; the resampling is
-    :func:`scipy.stats.bootstrap` (vectorised).
+    :func:`scipy.stats.spearmanr` / :func:`scipy.stats.pearsonr`. Without ``clusters`` the
+    points are resampled as independent (:func:`scipy.stats.bootstrap`); with ``clusters``,
+    two labels per point (e.g. encoder and language), the levels of both are resampled
+    (:func:`xlcore.analysis.stats.cluster_correlation`): points that share an encoder or a
+    language are not independent.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -122,6 +126,12 @@ def correlation(
     nan = {"r": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": n}
     if n < MIN_POINTS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return nan
+    if clusters is not None:
+        a, b = (np.asarray(c)[ok] for c in clusters)
+        c = cluster_correlation(
+            x, y, a, b, method=method, n_boot=n_resamples, level=confidence_level, seed=seed
+        )
+        return {"r": c.r, "lo": c.interval.low, "hi": c.interval.high, "n": n}
     fn = _STATISTICS[method]
     r = float(fn(x, y))
     with warnings.catch_warnings():
@@ -152,10 +162,12 @@ def correlate(
     y: str,
     by: Sequence[str] = (),
     methods: Sequence[str] = ("spearman", "pearson"),
+    clusters: tuple[str, str] | None = None,
     **kwargs,
 ) -> pd.DataFrame:
     """:func:`correlation` of columns ``x`` and ``y`` within each group of ``by``: one row per
-    group and method (columns: *by, method, r, lo, hi, n)."""
+    group and method (columns: *by, method, r, lo, hi, n); ``clusters`` names the two columns
+    whose levels the bootstrap resamples."""
     rows = []
     groups = frame.groupby(list(by), sort=True, dropna=False) if by else [((), frame)]
     for key, part in groups:
@@ -165,7 +177,15 @@ def correlate(
                 {
                     **dict(zip(by, key, strict=True)),
                     "method": method,
-                    **correlation(part[x], part[y], method, **kwargs),
+                    **correlation(
+                        part[x],
+                        part[y],
+                        method,
+                        clusters=None
+                        if clusters is None
+                        else (part[clusters[0]], part[clusters[1]]),
+                        **kwargs,
+                    ),
                 }
             )
     return pd.DataFrame(rows)
@@ -183,7 +203,7 @@ def distance_vs_transfer(
 
     A point is one aligned pair, seed and evaluation language: the distance change of that
     language under the pair's aligned encoder against the accuracy change of the ``regime``
-    model trained from it.
+    model trained from it. Intervals resample encoders (pair and seed) and languages.
     """
     dd = distance_deltas(distances)
     td = transfer_deltas(evaluations, src_lang)
@@ -203,11 +223,13 @@ def distance_vs_transfer(
         on=["task", "pair", "seed", "lang"],
     )
     points = pd.concat([points_aligned, points_ft], ignore_index=True)
+    points["encoder"] = points["pair"] + "/s" + points["seed"].astype(str)
     corr = correlate(
         points,
         "delta",
         "delta_accuracy",
         by=["task", "stage", "level", "metric", "layer"],
+        clusters=("encoder", "lang"),
         **kwargs,
     )
     return points, corr

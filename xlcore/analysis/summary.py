@@ -180,22 +180,22 @@ def distance_correlations_at(
     return verdict, table.round(2)
 
 
-def _distance_sentences(distance_correlations: pd.DataFrame) -> list[str]:
-    c = distance_correlations[distance_correlations["method"] == "spearman"].dropna(
-        subset=["lo", "hi"]
-    )
-    if not len(c):
-        return []
-    excl = c[(c["lo"] > 0) | (c["hi"] < 0)]
-    return [
-        f"Distances as predictors: {len(excl)} of {len(c)} (task, measure, layer) "
-        "Spearman correlations between Δdistance and Δaccuracy have a 95% interval that "
-        "excludes zero; "
-        + (
-            "treat a distance change as no evidence of a transfer gain."
-            if len(excl) <= 0.05 * len(c) + 1
-            else "some distance measures carry signal; check which before relying on one."
+def _distance_sentences(primary: pd.DataFrame) -> list[str]:
+    """The distance guideline, from :func:`xlcore.analysis.predictors.primary_correlations`."""
+    found = primary[primary["detected"]]
+    if len(found):
+        listed = ", ".join(
+            f"{r.task.upper()} {r.measure} (ρ = {r.rho:+.2f})" for r in found.itertuples()
         )
+        return [
+            f"Distances as predictors: after Holm's correction, changes of {listed} went with "
+            "changes of zero-shot accuracy; the other primary measures did not, so check which "
+            "measure before using a distance change as a proxy for transfer."
+        ]
+    return [
+        "Distances as predictors: no primary measure's change went detectably with the change "
+        f"of zero-shot accuracy (the intervals exclude |ρ| above {primary['excluded'].max():.2f}"
+        " at most); do not use a distance change as a proxy for a transfer gain."
     ]
 
 
@@ -222,18 +222,19 @@ def _loss_sentences(loss_comparison: pd.DataFrame) -> list[str]:
 def guidelines(
     intervals: pd.DataFrame,
     gradients: pd.DataFrame | None = None,
-    distance_correlations: pd.DataFrame | None = None,
+    primary: pd.DataFrame | None = None,
     loss_contrasts: pd.DataFrame | None = None,
     src_lang: str = "en",
 ) -> list[str]:
     """Guidelines as sentences, each generated from the numbers it quotes: ``intervals`` from
-    :func:`xlcore.analysis.transfer.delta_intervals`, ``loss_contrasts`` from
+    :func:`xlcore.analysis.transfer.delta_intervals`, ``primary`` from
+    :func:`xlcore.analysis.predictors.primary_correlations`, ``loss_contrasts`` from
     :func:`xlcore.comparison.loss_contrasts`."""
     out = _regime_sentences(intervals, src_lang)
     if gradients is not None and len(gradients):
         out += _gradient_sentences(gradients)
-    if distance_correlations is not None and len(distance_correlations):
-        out += _distance_sentences(distance_correlations)
+    if primary is not None and len(primary):
+        out += _distance_sentences(primary)
     if loss_contrasts is not None and len(loss_contrasts):
         out += _loss_sentences(loss_contrasts)
     return out
