@@ -58,10 +58,13 @@ def worker_settings() -> dict:
     """Dask settings of xlcore's local clusters. Dask's nannies start workers with
     ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's adaptive mmap threshold: every
     large tensor is then mapped and unmapped afresh and training spends much of its time in the
-    kernel (``benchmarks/bench_worker_env.py``); the workers keep glibc's default."""
+    kernel (``benchmarks/bench_worker_env.py``); the workers keep glibc's default. Dask's
+    statistical profiler takes the GIL every 10 ms to walk the running task's stack, which a
+    training loop of many small operations pays for at every hand-over; it is off."""
     return {
         "distributed.scheduler.allowed-failures": _ALLOWED_FAILURES,
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.worker.profile.enabled": False,
     }
 
 
