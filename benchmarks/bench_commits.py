@@ -1,6 +1,7 @@
 """The same grid at two commits, side by side: each commit checked out in a temporary worktree
 and its grid computed cold, from fresh run directories, by its own code (both with this
-environment's packages and one converted-encoder cache, filled before the clock starts).
+environment's packages and one converted-encoder cache, filled before the clock starts). Data
+root: ``$XLCORE_DATA``, else ``../shared/data``.
 
     python benchmarks/bench_commits.py BASE NEW [--profile mini] [--jobs 2] [--set KEY=VALUE ...]
         [--order ABBA]
@@ -35,6 +36,9 @@ def _grid(commit: str, args, workdir: Path) -> tuple[float, list]:
         subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tree), commit],
                        cwd=REPO, check=True)  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree), "XLCORE_RUNS": str(runs_dir)}
+    shared = REPO.parent / "shared" / "data"
+    if "XLCORE_DATA" not in env and (shared / "README.md").exists():
+        env["XLCORE_DATA"] = str(shared)  # as the Makefile does
     command = [sys.executable, "-m", "xlcore.cli", "grid", "--profile", args.profile,
                "--jobs", str(args.jobs), "--quiet"]  # fmt: skip
     for item in args.set or DEFAULT_SUBSET:

@@ -159,7 +159,8 @@ def delta_scatter(points: pd.DataFrame, correlation: dict | None = None, *, x: s
 
 def gradient_cosine(gradients: pd.DataFrame, *, regime: str = "baseline", task: str | None = None):
     """cos(∇L_task, ∇L_align) per layer group, one line per probe step, over the band of the
-    same-loss noise floors (task–task and align–align cosines on independent batches)."""
+    same-loss reliabilities (task–task and align–align cosines on independent batches: the
+    ceiling of any cosine between batch gradients)."""
     _require(gradients, ["regime", "group", "step", "cos", "floor_task", "floor_align"], "plot")
     g = gradients[gradients["regime"] == regime]
     if task is not None:
@@ -175,7 +176,7 @@ def gradient_cosine(gradients: pd.DataFrame, *, regime: str = "baseline", task: 
         floors.min(axis=1),
         floors.max(axis=1),
         color="0.85",
-        label="noise floor (same loss, two batches)",
+        label="reliability (same loss, two batches)",
     )
     ax.plot(xs, floors["floor_task"], color="0.45", ls=":", lw=1, label="task–task")
     ax.plot(xs, floors["floor_align"], color="0.45", ls="--", lw=1, label="align–align")

@@ -78,9 +78,9 @@ def test_english_cost_is_named_only_when_detectable():
     assert "joint on en-de (-4.0 points" in cost and "sequential" not in cost
 
 
-def _contrasts(low: float) -> pd.DataFrame:
+def _contrasts(low: float, seeds: int = 3) -> pd.DataFrame:
     return pd.DataFrame(
-        [dict(task="sib", pair="en-de", better="l2", worse="infonce_strong", seeds=3, delta=1.0,
+        [dict(task="sib", pair="en-de", better="l2", worse="infonce_strong", seeds=seeds, delta=1.0,
               low=low, high=2.0, se=0.5, mde=1.4,
               verdict="gain" if low > 0 else "no effect detectable")]
     )  # fmt: skip
@@ -94,15 +94,23 @@ def test_a_loss_is_preferred_only_where_its_interval_excludes_zero(low, prefer):
     assert ("do not favour any" in line) is not prefer
 
 
-@pytest.mark.parametrize(("cos", "floor", "separable"), [(0.05, 0.4, True), (0.05, 0.1, False)])
-def test_orthogonality_is_claimed_only_against_a_clear_noise_floor(cos, floor, separable):
-    lines = guidelines(
-        _intervals([("sequential", "en-de", "de", 0.0, -1.0, 1.0)]), _gradients(cos, floor)
-    )
+@pytest.mark.parametrize(
+    ("cos", "floor", "alpha", "reading", "dominant"),
+    [
+        (0.05, 0.4, 0.1, "about +0.12", "the task dominates"),
+        (-0.05, 0.4, 0.5, "weakly opposed", "alignment dominates"),
+        (0.05, -0.1, 0.1, "no corrected cosine can be read", "the task dominates"),
+    ],
+)
+def test_the_gradient_reading_corrects_for_the_reliability(cos, floor, alpha, reading, dominant):
+    """A same-loss cosine is a ceiling (reliability), not a noise floor: the task–align cosine
+    is read after dividing by √(reliability_task · reliability_align); norms after α."""
+    iv = _intervals([("sequential", "en-de", "de", 0.0, -1.0, 1.0)])
+    lines = guidelines(iv, _gradients(cos, floor), alpha=alpha)
     line = next(x for x in lines if "gradients on the encoder" in x)
-    assert ("near-orthogonal, well below" in line) is separable
-    assert ("cannot be told apart from noise" in line) is not separable
-    assert "4× the task gradient's norm" in line
+    assert reading in line and dominant in line
+    assert "orthogonal, well below" not in line and "noise floor" not in line
+    assert f"{4 * alpha:.2g}× after the weight α = {alpha:g}" in line
 
 
 @pytest.mark.parametrize("detected", [True, False])
@@ -117,3 +125,16 @@ def test_the_distance_guideline_follows_the_primary_correlations(detected):
     line = next(x for x in guidelines(iv, primary=primary) if x.startswith("Distances"))
     assert ("POS margin (word, last layer) (ρ = +0.60)" in line) is detected
     assert ("exclude |ρ| above 0.80" in line) is not detected
+
+
+def test_no_loss_is_preferred_from_fewer_than_three_seeds():
+    iv = _intervals([("sequential", "en-de", "de", 0.0, -1.0, 1.0)])
+    line = guidelines(iv, loss_contrasts=_contrasts(0.2, seeds=1))[-1]
+    assert "prefer l2" not in line and "no loss is preferred" in line
+
+
+def test_one_seed_verdicts_say_what_their_interval_leaves_out():
+    one = _intervals([("sequential", "en-de", "de", 1.5, 0.4, 2.6, "pos", 1)])
+    assert "With one seed per case" in guidelines(one)[0]
+    three = _intervals([("sequential", "en-de", "de", 1.5, 0.4, 2.6, "pos", 3)])
+    assert "With one seed per case" not in guidelines(three)[0]

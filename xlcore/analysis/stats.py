@@ -22,6 +22,12 @@ MDE_FACTOR = float(sps.norm.ppf(0.975) + sps.norm.ppf(0.80))
 
 GAIN, LOSS, NULL = "gain", "loss", "no effect detectable"
 
+ONE_SEED_CAVEAT = (
+    "With one seed per case the intervals cover the test sentences only, not the training "
+    "seed, which alone can move such a difference by a point or more (Wu & Dredze, 2020): "
+    "read these verdicts as this seed's."
+)
+
 
 @dataclass(frozen=True)
 class Interval:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from xlcore.analysis import transfer
-from xlcore.analysis.stats import GAIN, LOSS
+from xlcore.analysis.stats import GAIN, LOSS, ONE_SEED_CAVEAT, random_cosine
 from xlcore.config import pair_lang
 
 ALIGNMENT_METRICS = ("cos_pairs", "p1_strong_fwd", "cos", "tatoeba_p1_fwd")
@@ -63,21 +63,25 @@ def seed_intervals(evaluations: pd.DataFrame, level: float = 0.95) -> pd.DataFra
 
 
 def gradient_summary(gradients: pd.DataFrame, group: str = "all_but_embeddings") -> pd.DataFrame:
-    """Per task and regime: mean task–align cosine, mean |cosine|, the two noise floors and the
-    alignment/task norm ratio in ``group``, over all probes and pairs."""
+    """Per task and regime, over all probes and pairs in ``group``: the mean task–align cosine,
+    its mean magnitude, each loss's same-loss reliability (the cosine of one loss on two
+    independent batches: the share of a batch gradient that is signal, a ceiling on any cosine
+    between two batch gradients), the cosine corrected for both (Spearman's correction for
+    attenuation, NaN where a reliability is not above zero) and the alignment/task norm ratio."""
     g = gradients[gradients["group"] == group].copy()
     g["abs_cos"] = g["cos"].abs()
     g["norm_ratio"] = g["norm_align"] / g["norm_task"]
-    return (
+    out = (
         g.groupby(["task", "regime"])[["cos", "abs_cos", "floor_task", "floor_align", "norm_ratio"]]
         .mean()
         .reset_index()
+        .rename(columns={"floor_task": "reliability_task", "floor_align": "reliability_align"})
     )
-
-
-FLOOR_FACTOR = 3.0
-"""A task–align cosine counts as separable from noise when both same-loss floors are at
-least this many times its magnitude."""
+    rel_t, rel_a = out["reliability_task"].to_numpy(), out["reliability_align"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        corrected = out["cos"].to_numpy() / np.sqrt(rel_t * rel_a)
+    out["disattenuated"] = np.where((rel_t > 0) & (rel_a > 0), corrected, np.nan)
+    return out
 
 
 def _pts(x: float) -> str:
@@ -115,7 +119,8 @@ def _regime_sentences(intervals: pd.DataFrame, src_lang: str) -> list[str]:
             )
         if len(losses):
             body += f"; detectable losses: {_cases(losses)}"
-        out.append(head + body + ".")
+        caveat = f" {ONE_SEED_CAVEAT}" if shared["seeds"].min() < 2 else ""
+        out.append(head + body + "." + caveat)
         english = intervals[(intervals["task"] == task) & (intervals["lang"] == src_lang)]
         costly = english[english["verdict"] == LOSS].sort_values(["regime", "pair"])
         if len(costly):
@@ -126,27 +131,33 @@ def _regime_sentences(intervals: pd.DataFrame, src_lang: str) -> list[str]:
     return out
 
 
-def _gradient_sentences(gradients: pd.DataFrame) -> list[str]:
+def _gradient_sentences(gradients: pd.DataFrame, alpha: float) -> list[str]:
+    """What the baseline runs' probes say about direction and magnitude. The probes reuse the
+    same two batches per objective, so the corrected cosine is a point estimate only."""
     out: list[str] = []
     gs = gradient_summary(gradients)
     for _, r in gs[gs["regime"] == "baseline"].iterrows():
-        ratio = r["norm_ratio"]
-        separable = min(r["floor_task"], r["floor_align"]) >= FLOOR_FACTOR * r["abs_cos"]
+        dis, ratio = r["disattenuated"], r["norm_ratio"]
+        reading = (
+            f"corrected for that attenuation, the objectives' cosine is about {dis:+.2f} (a point "
+            "estimate without an interval: the probes reuse the same two batches), far from the "
+            f"|cos| below {random_cosine(10**6):.0e} of unrelated directions of a million or "
+            "more parameters, so the two objectives are not orthogonal but "
+            + ("weakly aligned" if dis > 0 else "weakly opposed")
+            if np.isfinite(dis)
+            else "a reliability is not above zero, so no corrected cosine can be read"
+        )
         out.append(
             f"{r['task'].upper()}: task and alignment gradients on the encoder (without "
-            f"embeddings) had mean |cos| {r['abs_cos']:.3f}, against a same-loss noise floor "
-            f"of {r['floor_task']:.3f} (task) and {r['floor_align']:.3f} (alignment); "
+            f"embeddings) had a mean cosine of {r['cos']:+.3f}, while one loss reproduces its own "
+            f"batch gradient on another batch only to a cosine of {r['reliability_task']:.2f} "
+            f"(task) and {r['reliability_align']:.2f} (alignment), a ceiling on any cosine between "
+            f"batch gradients; {reading}. The alignment gradient was {ratio:.2g}× the task "
+            f"gradient's norm, {alpha * ratio:.2g}× after the weight α = {alpha:g} of joint "
+            "training, so "
             + (
-                "near-orthogonal, well below what one loss shows on two batches; "
-                if separable
-                else f"a floor less than {FLOOR_FACTOR:g}× that cosine, so at this probe "
-                "batch size near-orthogonality cannot be told apart from noise (raise "
-                "`probe_batch_size`); "
-            )
-            + f"the alignment gradient was {ratio:.2g}× the task gradient's norm, so "
-            + (
-                "it dominates the shared update unless it is down-weighted."
-                if ratio > 1
+                "alignment dominates the shared update."
+                if alpha * ratio > 1
                 else "the task dominates the shared update."
             )
         )
@@ -199,12 +210,23 @@ def _distance_sentences(primary: pd.DataFrame) -> list[str]:
     ]
 
 
+MIN_SEEDS_TO_PREFER = 3
+"""Seed-paired runs per loss before the guidelines prefer one loss over another."""
+
+
 def _loss_sentences(loss_comparison: pd.DataFrame) -> list[str]:
     """The loss guideline: a loss is preferred only over the losses whose seed-paired
     difference to it has an interval above zero (:func:`xlcore.comparison.loss_contrasts`)."""
     lc = loss_comparison
     first = lc.iloc[0]
     where = f"Loss choice ({first['task'].upper()}, {first['pair']}, sequential)"
+    seeds = int(lc["seeds"].min())
+    if seeds < MIN_SEEDS_TO_PREFER:
+        return [
+            f"{where}: with {seeds} seed(s) per loss the intervals leave out the training seed's "
+            f"noise, so no loss is preferred (that takes {MIN_SEEDS_TO_PREFER} seed-paired runs "
+            "per loss); the contrasts are in the table above."
+        ]
     preferred = lc[lc["verdict"] == GAIN]
     if not len(preferred):
         return [
@@ -225,6 +247,7 @@ def guidelines(
     primary: pd.DataFrame | None = None,
     loss_contrasts: pd.DataFrame | None = None,
     src_lang: str = "en",
+    alpha: float = 0.1,
 ) -> list[str]:
     """Guidelines as sentences, each generated from the numbers it quotes: ``intervals`` from
     :func:`xlcore.analysis.transfer.delta_intervals`, ``primary`` from
@@ -232,7 +255,7 @@ def guidelines(
     :func:`xlcore.comparison.loss_contrasts`."""
     out = _regime_sentences(intervals, src_lang)
     if gradients is not None and len(gradients):
-        out += _gradient_sentences(gradients)
+        out += _gradient_sentences(gradients, alpha)
     if primary is not None and len(primary):
         out += _distance_sentences(primary)
     if loss_contrasts is not None and len(loss_contrasts):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xlcore.analysis.stats import GAIN, LOSS, NULL, delta_interval
+from xlcore.analysis.stats import GAIN, LOSS, NULL, ONE_SEED_CAVEAT, delta_interval
 from xlcore.config import pair_lang
 
 COLUMNS = [
@@ -112,5 +112,7 @@ def own_language_verdict(intervals: pd.DataFrame, regime: str, src_lang: str = "
             f"detects changes of about ±{mde:.1f} points; {seeds} seed{'s' if seeds > 1 else ''}"
             f" per case)."
         )
+        if seeds == 1:
+            sentence += " " + ONE_SEED_CAVEAT
     return {"cases": n, "gains": counts[GAIN], "losses": counts[LOSS], "undetected": counts[NULL],
             "mde": mde, "seeds": seeds, "sentence": sentence}  # fmt: skip
