@@ -116,8 +116,10 @@ class AnalysisConfig(_Group):
     distance_limit: OptionalCount = 200  # sentences per language and sentence-level measure
     distance_word_pairs: OptionalCount = 1000  # held-out word pairs per language
     distance_regimes: tuple[Regime, ...] = REGIMES  # fine-tuned models whose encoders are measured
-    probe_every: int | None = Field(None, ge=0)  # probe interval (None: max_steps/4; 0: off)
-    probe_batch_size: PositiveInt = 8
+    # fine-tuned models whose gradients are probed (at the end; the baseline also at the start)
+    probe_regimes: tuple[Regime, ...] = ("baseline",)
+    probe_batches: int = Field(6, ge=3)  # independent batches per objective (K)
+    probe_batch_size: PositiveInt = 16
 
 
 _GROUPS: Mapping[str, type[_Group]] = {
@@ -159,13 +161,9 @@ class Config(BaseModel):
         """Fine-tuning steps for ``task``."""
         return {"pos": self.finetune.pos_max_steps, "sib": self.finetune.sib_max_steps}[task]
 
-    def probe_interval(self, task: str) -> int:
-        """Steps between gradient probes for ``task`` (0: no probing)."""
-        if "gradients" not in self.analysis.analyses:
-            return 0
-        if self.analysis.probe_every is None:
-            return max(1, self.max_steps(task) // 4)
-        return self.analysis.probe_every
+    def probed(self, regime: str) -> bool:
+        """Whether the fine-tuned models of ``regime`` are probed."""
+        return "gradients" in self.analysis.analyses and regime in self.analysis.probe_regimes
 
     def replace(self, **settings: object) -> Config:
         """A copy with some settings (flat names) changed, validated like overrides."""

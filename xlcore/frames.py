@@ -48,9 +48,10 @@ def distance_frame(grid) -> pd.DataFrame:
 
 
 def gradient_frame(grid) -> pd.DataFrame:
-    """Gradient probe records of every fine-tuning run: columns task, regime, pair, seed,
-    step, probe_pair, group, cos, norm_task, norm_align, floor_task, floor_align."""
-    return _frame(grid, "finetune", "gradients")
+    """Gradient probe records: one row per probed model (task, regime, pair, seed, at: start
+    or end of fine-tuning), probe pair and parameter group, with the columns of
+    :func:`xlcore.analysis.probes.group_record`."""
+    return _frame(grid, "probe")
 
 
 def alignment_losses(grid) -> pd.DataFrame:

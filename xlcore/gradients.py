@@ -1,20 +1,21 @@
-"""Task-loss and alignment-loss gradients on the shared encoder: cosine, norms and noise floor.
+"""Gradients of the task and alignment losses on the shared encoder, flattened, and their Gram
+matrices per parameter group.
 
 The paper's second explanation (chapter *Gradients*): the gradient of the task loss and the
 gradient of the alignment loss with respect to the shared encoder are close to orthogonal, and
-their magnitudes tell which objective dominates where. What is measured here:
+their magnitudes tell which objective dominates where. What is computed here:
 
 * gradients with respect to the encoder parameters only (not the task head, not the alignment
-  projector), via :func:`torch.autograd.grad`, in fp32 with dropout off;
+  projector), via :func:`torch.autograd.grad`, in fp32 with dropout off (bf16 autocast moved
+  the cosines by up to 0.006: ``benchmarks/README.md``);
 * per parameter group: the embeddings, each layer, ``all`` and ``all_but_embeddings`` (the
   word-embedding matrix dominates a whole-model cosine);
-* a **noise floor** beside every cosine: the cosine of the same loss on two independent probe
-  batches. Two minibatch gradients of the *same* loss in R^10^7 are far from parallel, so
-  "near-orthogonal" can only be read against it.
+* the Gram matrix of K gradients per objective on K independent batches (a *stream*), from
+  which :mod:`xlcore.analysis.probes` reads each objective's reliability (the cosine of one
+  loss on two batches) and the cross cosines corrected for it.
 
-Memory: one flat fp32 buffer per objective (the per-parameter gradients are copied into it
-and released); groups are views into the buffer. :class:`GradientSpace` owns the layout, and
-the combination strategies (:mod:`xlcore.combine`) use the same buffers.
+:class:`GradientSpace` owns the flat layout; the combination strategies (:mod:`xlcore.combine`)
+use the same buffers.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 @contextlib.contextmanager
 def probing(modules: Sequence[nn.Module]) -> Iterator[None]:
     """Eval mode (dropout off), grad enabled, fp32 (no autocast), RNG state restored afterwards,
-    so a probe never changes the course of the training it observes."""
+    so a probe never changes the state of the model it observes."""
     modes = [m.training for m in modules]
     cpu_state = torch.get_rng_state()
     cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
@@ -237,74 +238,33 @@ def probing(modules: Sequence[nn.Module]) -> Iterator[None]:
 
 
 @dataclass
-class ProbeObjective:
-    """One alignment objective to probe: a name (its pair) and two held-out loss closures.
+class Stream:
+    """One objective on K independent probe batches: ``loss_on(k)`` is its loss on batch k."""
 
-    ``retain_graph`` is for losses that share part of their autograd graph with another
-    objective's (the same English forward pass): their backward keeps that graph alive.
-    """
-
-    pair: str
-    loss_on: Callable[[int], torch.Tensor]  # probe batch index (0 or 1) → scalar loss
-    retain_graph: bool = False
+    name: str
+    loss_on: Callable[[int], torch.Tensor]
 
 
-def probe(
-    space: GradientSpace,
-    modules: Sequence[nn.Module],
-    task_loss_on: Callable[[int], torch.Tensor],
-    objectives: Sequence[ProbeObjective],
-    *,
-    step: int,
-) -> list[dict]:
-    """Gradient records at one training step.
-
-    ``task_loss_on(k)`` and each objective's ``loss_on(k)`` return the loss on held-out probe
-    batch ``k`` ∈ {0, 1}. Per objective and group: cosine(∇task, ∇align) on batch 0, both norms,
-    and the noise floors cos(∇task(B0), ∇task(B1)) and cos(∇align(B0), ∇align(B1)).
-    At most three flat buffers are alive at a time.
-    """
-    records: list[dict] = []
-
-    def floors(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
-        return {g: c for g, (c, _, _) in _gram_stats(group_gram(space, [a, b]), 0, 1).items()}
-
-    with probing(modules):
-        # three flat buffers for the whole probe, reused by every objective
-        g_task, g_other, g_align = space.buffer(), space.buffer(), space.buffer()
-        space.flat_grad(task_loss_on(0), out=g_task)
-        floor_task = floors(g_task, space.flat_grad(task_loss_on(1), out=g_other))
-        for obj in objectives:
-            space.flat_grad(obj.loss_on(0), retain_graph=obj.retain_graph, out=g_align)
-            space.flat_grad(obj.loss_on(1), retain_graph=obj.retain_graph, out=g_other)
-            grams = group_gram(space, [g_task, g_align, g_other])  # one pass for all products
-            stats = _gram_stats(grams, 0, 1)
-            floor_align = {g: c for g, (c, _, _) in _gram_stats(grams, 1, 2).items()}
-            for group, (cos, n_task, n_align) in stats.items():
-                records.append(
-                    {
-                        "step": step,
-                        "probe_pair": obj.pair,
-                        "group": group,
-                        "cos": cos,
-                        "norm_task": n_task,
-                        "norm_align": n_align,
-                        "floor_task": floor_task[group],
-                        "floor_align": floor_align[group],
-                    }
-                )
-    return records
+def stream_gradients(space: GradientSpace, stream: Stream, batches: int) -> list[torch.Tensor]:
+    """The stream's ``batches`` flat gradients, each kept in bf16: half the memory of fp32, and
+    the rounding averages out in the float64 products (a test bounds its effect on cosines)."""
+    buf = space.buffer()
+    out = []
+    for k in range(batches):
+        space.flat_grad(stream.loss_on(k), out=buf)
+        out.append(buf.to(torch.bfloat16))
+    return out
 
 
-def probe_steps(max_steps: int, every: int) -> list[int]:
-    """Steps (0 = before the first update) at which fine-tuning is probed; always includes the
-    first and the last step. ``every <= 0`` means no probing."""
-    if every <= 0:
-        return []
-    steps = list(range(0, max_steps, every))
-    if steps[-1] != max_steps:
-        steps.append(max_steps)
-    return steps
+def stream_grams(
+    space: GradientSpace, shared: Sequence[torch.Tensor], streams: Sequence[Stream], batches: int
+) -> dict[str, torch.Tensor]:
+    """Per group, the float64 Gram matrix of ``shared`` (gradients already computed, such as
+    the task's, reused across pairs) followed by every stream's ``batches`` gradients."""
+    vectors = list(shared)
+    for stream in streams:
+        vectors += stream_gradients(space, stream, batches)
+    return group_gram(space, vectors)
 
 
 __all__ = [
@@ -312,7 +272,7 @@ __all__ = [
     "ALL_BUT_EMBEDDINGS",
     "EMBEDDINGS",
     "GradientSpace",
-    "ProbeObjective",
+    "Stream",
     "cos_norms",
     "cosine",
     "dot64",
@@ -320,7 +280,7 @@ __all__ = [
     "group_gram",
     "group_of",
     "group_stats",
-    "probe",
-    "probe_steps",
     "probing",
+    "stream_gradients",
+    "stream_grams",
 ]

@@ -42,6 +42,7 @@ from xlcore.steps import (
     encoder,
     evaluate,
     finetune,
+    probe,
     wordpairs,
 )
 from xlcore.steps.finetune import load_task_model
@@ -90,7 +91,9 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     distances_wanted = "distances" in c.analysis.analyses and bool(c.data.pairs)
     encoder_run = grid.add(encoder.planned(c)) if c.model.trim_vocab else None
     heldout, train, aligned = {}, {}, {}
-    aligned_pairs = c.aligned_pairs()
+    probing = any(c.probed(r) for r in c.finetune.regimes)
+    # a probe reads each pair's trained alignment loss: probing aligns every pair
+    aligned_pairs = c.data.pairs if probing else c.aligned_pairs()
     for pair in c.data.pairs:
         if {"distances", "gradients"} & set(c.analysis.analyses):
             heldout[pair] = grid.add(wordpairs.planned(c, pair, "heldout", encoder_run))
@@ -99,7 +102,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
         train[pair] = grid.add(wordpairs.planned(c, pair, "train", encoder_run))
         inputs = align.Inputs(encoder_run, train[pair])
         for seed, task in product(c.finetune.seeds, c.data.tasks):
-            if "sequential" in c.finetune.regimes:
+            if "sequential" in c.finetune.regimes or probing:
                 key = (pair, seed, _align_steps(c, task))
                 aligned[key] = grid.add(align.planned(c, *key, bf16, inputs))
     if distances_wanted:
@@ -112,14 +115,27 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     for task, seed, (regime, pair) in product(c.data.tasks, c.finetune.seeds, c.variants()):
         v = Variant(task, regime, pair, seed)
         offered = aligned.get((pair, seed, _align_steps(c, task)))
-        inputs = finetune.Inputs(encoder_run, offered, train.get(pair), heldout)
+        inputs = finetune.Inputs(encoder_run, offered, train.get(pair))
         ft_run = grid.add(finetune.planned(c, v, bf16, inputs))
         if distances_wanted and regime in c.analysis.distance_regimes:
             record = {"stage": "finetuned", **asdict(v)}
             inputs = distances.Inputs(ft_run, heldout)
             grid.add(distances.planned(c, f"finetuned-{v.name}", record, bf16, inputs))
         grid.add(evaluate.planned(c, v, bf16, ft_run))
+        if c.probed(regime):
+            _plan_probes(grid, v, probe.Inputs(encoder_run, ft_run, heldout=heldout), aligned)
     return grid
+
+
+def _plan_probes(grid: Grid, v: Variant, inputs: probe.Inputs, aligned: dict) -> None:
+    """The probes of ``v``'s fine-tuned model: at the end, and for the baseline at the start."""
+    c = grid.config
+    steps = _align_steps(c, v.task)
+    own = {p: r for (p, seed, n), r in aligned.items() if seed == v.seed and n == steps}
+    inputs = probe.Inputs(inputs.encoder, inputs.finetuned, own, inputs.heldout)
+    dev_langs = tuple(xdata.available_languages(v.task, "dev", grid.source))
+    for at in ("start", "end") if v.regime == "baseline" else ("end",):
+        grid.add(probe.planned(c, v, at, inputs, dev_langs))
 
 
 def _align_steps(c: Config, task: str) -> int:

@@ -158,51 +158,45 @@ def delta_scatter(points: pd.DataFrame, correlation: dict | None = None, *, x: s
 
 
 def gradient_cosine(gradients: pd.DataFrame, *, regime: str = "baseline", task: str | None = None):
-    """cos(∇L_task, ∇L_align) per layer group, one line per probe step, over the band of the
-    same-loss reliabilities (task–task and align–align cosines on independent batches: the
-    ceiling of any cosine between batch gradients)."""
-    _require(gradients, ["regime", "group", "step", "cos", "floor_task", "floor_align"], "plot")
+    """Per layer group, the task–alignment gradient cosine corrected for attenuation with its
+    jackknife 95 % interval, one colour per pair, one panel per probe point (start and end of
+    fine-tuning); grey lines: the empirical nulls (shuffled labels, shuffled word pairs; mean
+    over pairs)."""
+    need = ["regime", "group", "at", "probe_pair", "disattenuated", "cos_low", "cos_high"]
+    _require(gradients, [*need, "null_labels", "null_pairs"], "plot")
     g = gradients[gradients["regime"] == regime]
     if task is not None:
         g = g[g["task"] == task]
     order = _layer_groups(g["group"])
-    g = g[g["group"].isin(order)]
-    pos = {name: i for i, name in enumerate(order)}
-    fig, ax = plt.subplots()
-    floors = g.groupby("group")[["floor_task", "floor_align"]].mean().reindex(order)
     xs = np.arange(len(order))
-    ax.fill_between(
-        xs,
-        floors.min(axis=1),
-        floors.max(axis=1),
-        color="0.85",
-        label="reliability (same loss, two batches)",
-    )
-    ax.plot(xs, floors["floor_task"], color="0.45", ls=":", lw=1, label="task–task")
-    ax.plot(xs, floors["floor_align"], color="0.45", ls="--", lw=1, label="align–align")
-    steps = sorted(g["step"].unique())
-    palette = sns.color_palette("viridis", n_colors=len(steps))
-    for color, step in zip(palette, steps, strict=True):
-        part = g[g["step"] == step].groupby("group")["cos"].mean().reindex(order)
-        ax.plot(
-            [pos[k] for k in part.index],
-            part.values,
-            color=color,
-            marker="o",
-            ms=3,
-            label=f"task–align, step {step}",
-        )
-    ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xticks(xs, [o.replace("layer.", "L") for o in order], rotation=0, fontsize="small")
-    ax.set_ylabel("gradient cosine")
-    ax.legend(fontsize="x-small", ncol=2)
+    ats = [a for a in ("start", "end") if a in set(g["at"])]
+    pairs = sorted(g["probe_pair"].unique())
+    palette = sns.color_palette(n_colors=len(pairs))
+    fig, axes = plt.subplots(1, len(ats), sharey=True, figsize=(4.5 * len(ats), 3.6), squeeze=False)
+    for ax, at in zip(axes[0], ats, strict=True):
+        part = g[g["at"] == at]
+        for j, (pair, color) in enumerate(zip(pairs, palette, strict=True)):
+            p = part[part["probe_pair"] == pair].set_index("group").reindex(order)
+            est = p["disattenuated"].to_numpy()
+            err = np.vstack([est - p["cos_low"].to_numpy(), p["cos_high"].to_numpy() - est])
+            shift = (j - (len(pairs) - 1) / 2) * 0.12
+            ax.errorbar(xs + shift, est, yerr=err, fmt="o", ms=3, lw=0.8, color=color, label=pair)
+        nulls = part.groupby("group")[["null_labels", "null_pairs"]].mean().reindex(order)
+        ax.plot(xs, nulls["null_labels"], color="0.5", ls=":", label="null: shuffled labels")
+        ax.plot(xs, nulls["null_pairs"], color="0.5", ls="--", label="null: shuffled pairs")
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_title(f"{at} of fine-tuning", fontsize="small")
+        ax.set_xticks(xs, [o.replace("layer.", "L") for o in order], fontsize="x-small")
+    axes[0][0].set_ylabel("corrected gradient cosine")
+    axes[0][-1].legend(fontsize="x-small", ncol=2)
     fig.tight_layout()
     return fig, ax
 
 
 def gradient_norm_ratio(gradients: pd.DataFrame, *, regime: str = "baseline"):
     """‖∇L_align‖ / ‖∇L_task‖ per layer group (log scale), one line per task: above 1 the
-    alignment objective dominates that part of the encoder."""
+    alignment objective dominates that part of the encoder (the band spans pairs and probe
+    points)."""
     _require(gradients, ["regime", "group", "norm_task", "norm_align", "task"], "plot")
     g = gradients[gradients["regime"] == regime].copy()
     order = _layer_groups(g["group"])

@@ -23,7 +23,7 @@ from xlcore.batching import batch_at, collate
 from xlcore.device import autocast, precision_name
 from xlcore.errors import TrainingError
 from xlcore.evaluate import evaluate
-from xlcore.objective import AlignmentObjective, GradientProbe
+from xlcore.objective import AlignmentObjective
 from xlcore.runs import Run, atomic_torch_save
 from xlcore.strategies import Strategy, make_strategy
 from xlcore.taskmodel import TaskModel, split_task_loss
@@ -163,7 +163,6 @@ def finetune(
     device: torch.device,
     objective: AlignmentObjective | None = None,
     strategy: str = "joint",
-    probe: GradientProbe | None = None,
     bf16: bool = False,
     progress: bool = True,
 ) -> dict:
@@ -173,8 +172,7 @@ def finetune(
     task loss by ``strategy`` (:mod:`xlcore.strategies`): ``joint`` (one backward of the weighted
     sum), ``alternating`` (after every task update, a separate alignment update), ``pcgrad`` or
     ``gradvac`` (per-objective gradients on the shared encoder, combined by :mod:`xlcore.combine`).
-    ``probe`` records task/alignment gradient statistics at its steps without changing the
-    course of training. The best dev state is written to ``run.path/'model.pt'``.
+    The best dev state is written to ``run.path/'model.pt'``.
     """
     s = settings
     model.to(device).train()
@@ -192,14 +190,12 @@ def finetune(
     )
     optimizer, scheduler, optimizer_step = _optimization(model, objective, s)
     parts = {"model": model, **update.parts(), "optimizer": optimizer, "scheduler": scheduler}
-    state = {"step": 0, "log": [], "best": {"dev": -1.0, "step": -1}, "gradients": []}
+    state = {"step": 0, "log": [], "best": {"dev": -1.0, "step": -1}}
     state.update(checkpoint.resume(run, device, parts))
     task_loss_of = _task_loss(model, device, s.split_by_length)
     lengths = [len(e["input_ids"]) for e in train] if s.group_by_length else None
     bar = _progress_bar(f"{model.task} {run.path.name[:40]}", state["step"], s.max_steps, progress)
     for step in bar:
-        if probe is not None and step in probe.steps:
-            state["gradients"].extend(probe(model, step))
         batch = collate(
             [train[i] for i in batch_at(step, len(train), s.batch_size, s.seed, lengths)],
             tokenizer,
@@ -216,15 +212,12 @@ def finetune(
             )
         state["log"].append(entry)
         bar.set_postfix(loss=f"{entry['task_loss']:.3f}")
-        if last and probe is not None and s.max_steps in probe.steps:
-            state["gradients"].extend(probe(model, s.max_steps))
         if (step + 1) % s.checkpoint_steps == 0 and not last:
             checkpoint.save(run, parts, **{**state, "step": step + 1})
     return {
         "best_dev_accuracy": state["best"]["dev"],
         "best_step": state["best"]["step"],
         "log": state["log"],
-        "gradients": state["gradients"],
         "max_steps": s.max_steps,
         "precision": precision_name(device, bf16),
         "optimizer": _optimizer_name(optimizer),

@@ -136,7 +136,7 @@ def test_every_chapter_executes_under_smoke_without_errors(built):
         ("combining", "combine.py", "def pcgrad"),
         ("combining", "combine.py", "def gradvac_adjust"),
         ("transfer", "tokens.py", "def label_first_subwords"),
-        ("gradients", "gradients.py", "def probe"),
+        ("gradients", "gradients.py", "def stream_grams"),
     ],
 )
 def test_chapters_show_the_code_they_explain_from_xlcore(built, name, source, obj):

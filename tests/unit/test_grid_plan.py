@@ -76,11 +76,15 @@ def test_strategy_pairs_and_analyses_shape_the_grid(tmp_path):
     assert not [s for s in grid.steps if s.run.kind == "distances"]
 
 
-def test_probe_settings_change_finetune_keys(tmp_path):
+def test_probe_settings_move_the_probes_only(tmp_path):
+    """Probes are their own step: changing them never retrains a model."""
     a = plan(make_config("smoke"), root=tmp_path)
-    b = plan(make_config("smoke", {"probe_every": 0}), root=tmp_path)
-    assert _paths(a, "finetune").isdisjoint(_paths(b, "finetune"))
-    assert _paths(a, "align") == _paths(b, "align")
+    b = plan(make_config("smoke", {"probe_batch_size": 2, "probe_regimes": "baseline,joint"}),
+             root=tmp_path)  # fmt: skip
+    assert _paths(a, "probe").isdisjoint(_paths(b, "probe"))
+    assert len(_paths(b, "probe")) == len(_paths(a, "probe")) + 4  # joint, 2 tasks x 2 pairs
+    for kind in ("finetune", "align", "evaluate"):
+        assert _paths(a, kind) == _paths(b, kind)
 
 
 def _keys(grid, kind=None):
@@ -89,7 +93,8 @@ def _keys(grid, kind=None):
 
 def test_a_step_version_moves_its_runs_and_the_runs_that_read_them(tmp_path, monkeypatch):
     """Bumping ``xlcore.steps.align.VERSION`` renews the aligned encoders, the sequential runs
-    fine-tuned from them, their evaluations and distances; nothing else."""
+    fine-tuned from them, their evaluations and distances, and the probes (which read the
+    trained alignment loss); nothing else."""
     before = _keys(plan(make_config("smoke"), root=tmp_path))
     monkeypatch.setattr("xlcore.steps.align.VERSION", xlcore.steps.align.VERSION + 1)
     after = _keys(plan(make_config("smoke"), root=tmp_path))
@@ -100,8 +105,9 @@ def test_a_step_version_moves_its_runs_and_the_runs_that_read_them(tmp_path, mon
         "finetune",
         "evaluate",
         "distances",
+        "probe",
     }
-    for label in moved - {lb for lb in moved if lb.startswith("align ")}:
+    for label in moved - {lb for lb in moved if lb.startswith(("align ", "probe "))}:
         assert "sequential" in label or label.startswith("distances aligned-"), label
 
 
@@ -117,8 +123,12 @@ def test_keys_do_not_hash_the_package_version(tmp_path, monkeypatch):
     ("setting", "value", "moved"),
     [
         ("distance_limit", 3, {"distances"}),
-        ("per_device_eval_batch_size", 7, {"finetune", "evaluate", "distances"}),
-        ("wordpair_method", "argmax", {"wordpairs", "align", "finetune", "evaluate", "distances"}),
+        ("per_device_eval_batch_size", 7, {"finetune", "evaluate", "distances", "probe"}),
+        (
+            "wordpair_method",
+            "argmax",
+            {"wordpairs", "align", "finetune", "evaluate", "distances", "probe"},
+        ),
         ("checkpoint_steps", 2, set()),
     ],
 )

@@ -17,25 +17,18 @@ def _intervals(rows) -> pd.DataFrame:
     return pd.DataFrame([_row(*r) for r in rows])
 
 
-def _gradients(cos: float, floor: float) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            dict(
-                task="pos",
-                regime="baseline",
-                pair=None,
-                seed=1,
-                step=0,
-                probe_pair="en-de",
-                group="all_but_embeddings",
-                cos=cos,
-                norm_task=1.0,
-                norm_align=4.0,
-                floor_task=floor,
-                floor_align=floor,
-            )
-        ]
-    )
+def _gradients(lows: list[float], highs: list[float]) -> pd.DataFrame:
+    """Baseline probe records at the end of fine-tuning, one pair per interval."""
+    rows = []
+    for i, (low, high) in enumerate(zip(lows, highs, strict=True)):
+        rows.append(
+            dict(task="pos", regime="baseline", pair=None, seed=1, at="end",
+                 probe_pair=f"en-x{i}", group="all_but_embeddings", cos=0.05,
+                 disattenuated=(low + high) / 2, cos_low=low, cos_high=high, null_labels=0.01,
+                 null_pairs=-0.01, reliability_task=0.4, reliability_align=0.5, norm_ratio=4.0,
+                 weighted_ratio=0.4, alpha=0.1, update_cos=0.98, random_cos=2e-4)
+        )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def test_regimes_are_judged_on_the_pairs_every_regime_ran():
@@ -95,22 +88,27 @@ def test_a_loss_is_preferred_only_where_its_interval_excludes_zero(low, prefer):
 
 
 @pytest.mark.parametrize(
-    ("cos", "floor", "alpha", "reading", "dominant"),
+    ("lows", "highs", "reading"),
     [
-        (0.05, 0.4, 0.1, "about +0.12", "the task dominates"),
-        (-0.05, 0.4, 0.5, "weakly opposed", "alignment dominates"),
-        (0.05, -0.1, 0.1, "no corrected cosine can be read", "the task dominates"),
+        ([0.05, 0.1], [0.2, 0.3], "weakly aligned for every pair"),
+        ([-0.3, -0.2], [-0.05, -0.1], "weakly opposed for every pair"),
+        (
+            [-0.1, -0.2],
+            [0.1, 0.2],
+            "no alignment or opposition of the two objectives is detectable",
+        ),
+        ([0.05, -0.2], [0.2, 0.1], "the direction differs between pairs"),
     ],
 )
-def test_the_gradient_reading_corrects_for_the_reliability(cos, floor, alpha, reading, dominant):
-    """A same-loss cosine is a ceiling (reliability), not a noise floor: the task–align cosine
-    is read after dividing by √(reliability_task · reliability_align); norms after α."""
+def test_the_gradient_reading_follows_the_pairs_intervals(lows, highs, reading):
+    """A direction is named only where the corrected cosine's intervals exclude zero; the
+    same-loss cosine is a reliability, never a noise floor; norms are given after α."""
     iv = _intervals([("sequential", "en-de", "de", 0.0, -1.0, 1.0)])
-    lines = guidelines(iv, _gradients(cos, floor), alpha=alpha)
-    line = next(x for x in lines if "gradients on the encoder" in x)
-    assert reading in line and dominant in line
-    assert "orthogonal, well below" not in line and "noise floor" not in line
-    assert f"{4 * alpha:.2g}× after the weight α = {alpha:g}" in line
+    lines = guidelines(iv, _gradients(lows, highs))
+    line = next(x for x in lines if x.startswith("POS, end of fine-tuning"))
+    assert reading in line
+    assert "orthogonal" not in line and "noise floor" not in line
+    assert "0.4× after the weight α = 0.1" in line
 
 
 @pytest.mark.parametrize("detected", [True, False])

@@ -121,16 +121,15 @@ def _settings(**kw):
     return FinetuneSettings(**{**base, **kw})
 
 
-def _objective_and_probe(encoder, tok, data, steps):
+def _objective(encoder, tok):
     from xlcore.data import load_parallel
-    from xlcore.losses import build_alignment_loss
-    from xlcore.objective import AlignmentData, AlignmentObjective, GradientProbe
+    from xlcore.objective import AlignmentData, AlignmentObjective
     from xlcore.tokens import split_words
 
     bitext = [(split_words(p.en), split_words(p.x)) for p in load_parallel("de", SAMPLE_ROOT)]
     links = [[(0, 0), (1, 1)] for _ in bitext]
     pairs = AlignmentData([s for s, _ in bitext], [t for _, t in bitext], links)
-    objective = AlignmentObjective(
+    return AlignmentObjective(
         encoder,
         tok,
         pairs,
@@ -140,30 +139,15 @@ def _objective_and_probe(encoder, tok, data, steps):
         max_length=32,
         seed=1,
     )
-    torch.manual_seed(5)
-    probe_loss = build_alignment_loss("infonce_strong", encoder.config.hidden_size)
-    probe = GradientProbe(
-        steps,
-        [collate(data[:2], tok, "pos"), collate(data[2:4], tok, "pos")],
-        {"en-de": (probe_loss, pairs, None)},
-        tokenizer=tok,
-        layer=-1,
-        max_length=32,
-        batch_size=2,
-        device=torch.device("cpu"),
-    )
-    return objective, probe
 
 
-def _train(tmp_path, name, tok, data, *, strategy=None, probe_steps=None):
+def _train(tmp_path, name, tok, data, *, strategy=None):
     import copy
 
     encoder = copy.deepcopy(encoders.load("tiny-xlmr")[0])
     torch.manual_seed(0)
     model = TaskModel(encoder, "pos")
-    objective = probe = None
-    if strategy is not None or probe_steps is not None:
-        objective, probe = _objective_and_probe(encoder, tok, data, probe_steps or [])
+    objective = _objective(encoder, tok) if strategy is not None else None
     run = runs.prepare("finetune", name, {"name": name}, version=1, root=tmp_path)
     run.path.mkdir(parents=True)
     torch.manual_seed(0)
@@ -175,67 +159,10 @@ def _train(tmp_path, name, tok, data, *, strategy=None, probe_steps=None):
         settings=_settings(group_by_length=True),
         tokenizer=tok,
         device=torch.device("cpu"),
-        objective=objective if strategy else None,
+        objective=objective,
         strategy=strategy or "joint",
-        probe=probe if probe_steps else None,
         progress=False,
     )
-
-
-def test_probing_does_not_change_training(tiny, tmp_path):
-    _, tok = tiny
-    data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)
-    plain = _train(tmp_path, "plain", tok, data)
-    probed = _train(tmp_path, "probed", tok, data, probe_steps=[0, 3, 6])
-    assert plain["log"] == probed["log"]
-    assert plain["gradients"] == [] and {r["step"] for r in probed["gradients"]} == {0, 3, 6}
-
-
-def test_probe_runs_an_english_batch_shared_by_two_pairs_once_with_the_same_records(tiny):
-    import copy
-
-    from xlcore.data import load_parallel
-    from xlcore.losses import build_alignment_loss
-    from xlcore.objective import AlignmentData, GradientProbe
-    from xlcore.tokens import split_words
-
-    encoder, tok = copy.deepcopy(tiny[0]), tiny[1]
-    data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)
-    torch.manual_seed(0)
-    model = TaskModel(encoder, "pos")
-    bitext = [(split_words(p.en), split_words(p.x)) for p in load_parallel("de", SAMPLE_ROOT)]
-    src, tgt = [s for s, _ in bitext], [t for _, t in bitext]
-    links = [[(0, 0), (1, 1)] for _ in bitext]
-    de = AlignmentData(src, tgt, links)
-    # a second "language": the same English side, another target side
-    xx = AlignmentData(src, [list(reversed(t)) for t in tgt], links)
-    torch.manual_seed(5)
-    losses = [build_alignment_loss("infonce_strong", encoder.config.hidden_size) for _ in "ab"]
-    batches = [collate(data[k : k + 2], tok, "pos") for k in (0, 2)]
-
-    def probe_of(objectives):
-        return GradientProbe(
-            [0],
-            batches,
-            objectives,
-            tokenizer=tok,
-            layer=-1,
-            max_length=32,
-            batch_size=2,
-            device=torch.device("cpu"),
-        )
-
-    calls = []
-    encoder.register_forward_hook(lambda *_: calls.append(1))
-    together = probe_of({"en-de": (losses[0], de, None), "en-xx": (losses[1], xx, None)})(model, 0)
-    shared_calls = len(calls)
-    calls.clear()
-    alone = probe_of({"en-de": (losses[0], de, None)})(model, 0)
-    alone += probe_of({"en-xx": (losses[1], xx, None)})(model, 0)
-    assert together == alone  # bit for bit
-    # 2 task batches; en-de: 2 English + 2 German; en-xx: its 2 target batches only
-    assert (shared_calls, len(calls)) == (8, 12)
-    assert all(p.grad is None for p in model.parameters())
 
 
 @pytest.mark.parametrize("strategy", ["alternating", "pcgrad", "gradvac"])

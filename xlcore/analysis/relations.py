@@ -269,14 +269,16 @@ def gradient_vs_transfer(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Points (gradient cosine, Δaccuracy on the pair's own language) and their correlations.
 
-    The cosine is that of the baseline fine-tuning run between the English task gradient and
-    each pair's alignment gradient, averaged over the probe steps.
+    The cosine is that of the baseline model between the English task gradient and each
+    pair's alignment gradient, corrected for attenuation (:mod:`xlcore.analysis.probes`) and
+    averaged over the probe points (start and end of fine-tuning).
     """
     g = gradients[(gradients["regime"] == "baseline") & (gradients["group"] == group)]
     cos = (
-        g.groupby(["task", "seed", "probe_pair"], as_index=False)["cos"]
+        g.groupby(["task", "seed", "probe_pair"], as_index=False)["disattenuated"]
         .mean()
-        .rename(columns={"probe_pair": "pair", "cos": "grad_cos"})
+        .rename(columns={"probe_pair": "pair", "disattenuated": "grad_cos"})
+        .dropna(subset=["grad_cos"])
     )
     td = transfer_deltas(evaluations, src_lang)
     td = td[td["own_pair"] & td["regime"].isin(list(regimes))]

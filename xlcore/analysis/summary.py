@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from xlcore.analysis import transfer
-from xlcore.analysis.stats import GAIN, LOSS, ONE_SEED_CAVEAT, random_cosine
+from xlcore.analysis.stats import GAIN, LOSS, ONE_SEED_CAVEAT
 from xlcore.config import pair_lang
 
 ALIGNMENT_METRICS = ("cos_pairs", "p1_strong_fwd", "cos", "tatoeba_p1_fwd")
@@ -62,25 +62,59 @@ def seed_intervals(evaluations: pd.DataFrame, level: float = 0.95) -> pd.DataFra
     return pd.DataFrame(rows, columns=[*keys, "seeds", "mean", "low", "high"])
 
 
+_MEANS = (
+    "cos", "disattenuated", "null_labels", "null_pairs", "target", "reliability_task",
+    "reliability_align", "norm_ratio", "weighted_ratio", "alpha", "update_cos", "random_cos",
+)  # fmt: skip
+
+
 def gradient_summary(gradients: pd.DataFrame, group: str = "all_but_embeddings") -> pd.DataFrame:
-    """Per task and regime, over all probes and pairs in ``group``: the mean task–align cosine,
-    its mean magnitude, each loss's same-loss reliability (the cosine of one loss on two
-    independent batches: the share of a batch gradient that is signal, a ceiling on any cosine
-    between two batch gradients), the cosine corrected for both (Spearman's correction for
-    attenuation, NaN where a reliability is not above zero) and the alignment/task norm ratio."""
+    """Per task, regime and probe point (``at``) in ``group``, over the probed pairs: the mean
+    raw and corrected task–align cosine (:mod:`xlcore.analysis.probes`), its range, how many
+    pairs' 95 % intervals lie above / below zero, the empirical nulls, the reliabilities, the
+    norm ratios (raw and after α) and the joint update's cosine with the task-only update."""
     g = gradients[gradients["group"] == group].copy()
-    g["abs_cos"] = g["cos"].abs()
-    g["norm_ratio"] = g["norm_align"] / g["norm_task"]
-    out = (
-        g.groupby(["task", "regime"])[["cos", "abs_cos", "floor_task", "floor_align", "norm_ratio"]]
-        .mean()
-        .reset_index()
-        .rename(columns={"floor_task": "reliability_task", "floor_align": "reliability_align"})
-    )
-    rel_t, rel_a = out["reliability_task"].to_numpy(), out["reliability_align"].to_numpy()
-    with np.errstate(invalid="ignore"):
-        corrected = out["cos"].to_numpy() / np.sqrt(rel_t * rel_a)
-    out["disattenuated"] = np.where((rel_t > 0) & (rel_a > 0), corrected, np.nan)
+    g["above"] = g["cos_low"] > 0
+    g["below"] = g["cos_high"] < 0
+    means = [c for c in _MEANS if c in g]
+    by = g.groupby(["task", "regime", "at"], sort=False)
+    out = by[means].mean()
+    out["pairs"] = by.size()
+    out["dis_min"], out["dis_max"] = by["disattenuated"].min(), by["disattenuated"].max()
+    out["above"], out["below"] = by["above"].sum(), by["below"].sum()
+    return out.reset_index()
+
+
+def _direction(r) -> str:
+    n, above, below = int(r["pairs"]), int(r["above"]), int(r["below"])
+    if above == n:
+        return "the two objectives are weakly aligned for every pair"
+    if below == n:
+        return "the two objectives are weakly opposed for every pair"
+    if above + below == 0:
+        return "no alignment or opposition of the two objectives is detectable at this size"
+    return "the direction differs between pairs"
+
+
+def gradient_sentences(gradients: pd.DataFrame) -> list[str]:
+    """What the baseline model's probes say about direction (intervals over K independent
+    batches per objective, against empirical nulls) and magnitude (after the weight α)."""
+    out: list[str] = []
+    gs = gradient_summary(gradients)
+    for _, r in gs[gs["regime"] == "baseline"].iterrows():
+        out.append(
+            f"{r['task'].upper()}, {r['at']} of fine-tuning (baseline model, encoder without "
+            "embeddings): corrected for the reliability of one batch's gradient "
+            f"({r['reliability_task']:.2f} task, {r['reliability_align']:.2f} alignment), the "
+            f"task–alignment cosine is {r['dis_min']:+.2f} to {r['dis_max']:+.2f} over the "
+            f"{int(r['pairs'])} pairs; its 95 % interval lies above zero for {int(r['above'])} "
+            f"and below zero for {int(r['below'])}, so {_direction(r)}. Empirical nulls give "
+            f"{r['null_labels']:+.2f} (shuffled labels) and {r['null_pairs']:+.2f} (shuffled "
+            f"word pairs); unrelated directions of this size, |cos| ≈ {r['random_cos']:.0e}. "
+            f"The alignment gradient is {r['norm_ratio']:.2g}× the task gradient's norm, "
+            f"{r['weighted_ratio']:.2g}× after the weight α = {r['alpha']:g} of joint training, "
+            f"and the joint update keeps a cosine of {r['update_cos']:.2f} with the task-only one."
+        )
     return out
 
 
@@ -128,39 +162,6 @@ def _regime_sentences(intervals: pd.DataFrame, src_lang: str) -> list[str]:
                 f"{task.upper()}: these regimes cost English accuracy detectably: "
                 f"{_cases(costly)}; check the source language when adding an alignment loss."
             )
-    return out
-
-
-def _gradient_sentences(gradients: pd.DataFrame, alpha: float) -> list[str]:
-    """What the baseline runs' probes say about direction and magnitude. The probes reuse the
-    same two batches per objective, so the corrected cosine is a point estimate only."""
-    out: list[str] = []
-    gs = gradient_summary(gradients)
-    for _, r in gs[gs["regime"] == "baseline"].iterrows():
-        dis, ratio = r["disattenuated"], r["norm_ratio"]
-        reading = (
-            f"corrected for that attenuation, the objectives' cosine is about {dis:+.2f} (a point "
-            "estimate without an interval: the probes reuse the same two batches), far from the "
-            f"|cos| below {random_cosine(10**6):.0e} of unrelated directions of a million or "
-            "more parameters, so the two objectives are not orthogonal but "
-            + ("weakly aligned" if dis > 0 else "weakly opposed")
-            if np.isfinite(dis)
-            else "a reliability is not above zero, so no corrected cosine can be read"
-        )
-        out.append(
-            f"{r['task'].upper()}: task and alignment gradients on the encoder (without "
-            f"embeddings) had a mean cosine of {r['cos']:+.3f}, while one loss reproduces its own "
-            f"batch gradient on another batch only to a cosine of {r['reliability_task']:.2f} "
-            f"(task) and {r['reliability_align']:.2f} (alignment), a ceiling on any cosine between "
-            f"batch gradients; {reading}. The alignment gradient was {ratio:.2g}× the task "
-            f"gradient's norm, {alpha * ratio:.2g}× after the weight α = {alpha:g} of joint "
-            "training, so "
-            + (
-                "alignment dominates the shared update."
-                if alpha * ratio > 1
-                else "the task dominates the shared update."
-            )
-        )
     return out
 
 
@@ -247,7 +248,6 @@ def guidelines(
     primary: pd.DataFrame | None = None,
     loss_contrasts: pd.DataFrame | None = None,
     src_lang: str = "en",
-    alpha: float = 0.1,
 ) -> list[str]:
     """Guidelines as sentences, each generated from the numbers it quotes: ``intervals`` from
     :func:`xlcore.analysis.transfer.delta_intervals`, ``primary`` from
@@ -255,7 +255,7 @@ def guidelines(
     :func:`xlcore.comparison.loss_contrasts`."""
     out = _regime_sentences(intervals, src_lang)
     if gradients is not None and len(gradients):
-        out += _gradient_sentences(gradients, alpha)
+        out += gradient_sentences(gradients)
     if primary is not None and len(primary):
         out += _distance_sentences(primary)
     if loss_contrasts is not None and len(loss_contrasts):
@@ -267,6 +267,7 @@ __all__ = [
     "distance_correlations_at",
     "seed_intervals",
     "alignment_effect",
+    "gradient_sentences",
     "gradient_summary",
     "guidelines",
 ]

@@ -1,19 +1,16 @@
 """Step ``finetune``: a task model trained on English in one regime (baseline, sequential, or an
-alignment strategy during fine-tuning), with gradient probes when the config asks for them."""
+alignment strategy during fine-tuning)."""
 
 from __future__ import annotations
 
-import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
 from xlcore import encoders, runs
 from xlcore.config import STRATEGY_REGIMES, Config
-from xlcore.context import StepContext, Variant, pairs_data
-from xlcore.errors import ConfigError
-from xlcore.objective import GradientProbe
+from xlcore.context import StepContext, Variant
 from xlcore.steps import Planned, encoder_path
 from xlcore.taskmodel import TaskModel
 from xlcore.train import FinetuneSettings, finetune
@@ -45,7 +42,7 @@ _CONFIG_KEYS = (
 @dataclass(frozen=True)
 class Spec:
     """One fine-tuning run. Alignment settings are ``None`` where the regime has no alignment
-    loss; ``probe_every`` 0 means no gradient probes."""
+    loss."""
 
     model_name_or_path: str
     task: str
@@ -72,9 +69,6 @@ class Spec:
     align_alpha: float | None = None
     align_batch_size: int | None = None
     gradvac_beta: float | None = None
-    probe_every: int = 0
-    probe_batch_size: int | None = None
-    probe_pairs: tuple[str, ...] = ()
 
     @property
     def variant(self) -> Variant:
@@ -86,38 +80,30 @@ class Inputs:
     encoder: runs.Run | None  # the trimmed base encoder, when the grid trims
     align: runs.Run | None = None  # the aligned encoder (sequential)
     wordpairs: runs.Run | None = None  # the alignment word pairs (joint family)
-    heldout: dict[str, runs.Run] = field(default_factory=dict)  # probe word pairs per pair
 
 
 def planned(c: Config, v: Variant, bf16: bool, inputs: Inputs) -> Planned:
     """The fine-tuning run of ``v``. ``inputs`` may offer more than the regime reads (the
-    grid's aligned encoder and word pairs of ``v.pair``, every pair's held-out word pairs):
-    only the runs it reads are kept, so only those are in its key."""
+    grid's aligned encoder and word pairs of ``v.pair``): only the runs it reads are kept, so
+    only those are in its key."""
     flat, steps = c.flat(), c.max_steps(v.task)
     settings = {k: flat[k] for k in _CONFIG_KEYS}
     settings.update(model_name_or_path=c.model.model_name_or_path, max_steps=steps, bf16=bf16)
     if v.regime in STRATEGY_REGIMES:
-        settings.update(align_alpha=c.align.alpha, align_batch_size=c.align.batch_size)
+        settings.update(
+            align_alpha=c.align.alpha,
+            align_batch_size=c.align.batch_size,
+            align_loss=c.align.loss,
+            align_layer=c.align.layer,
+        )
     if v.regime == "gradvac":
         settings["gradvac_beta"] = c.align.gradvac_beta
-    probe_pairs = tuple(c.data.pairs) if v.regime == "baseline" else (v.pair,)
-    heldout = {}
-    if c.probe_interval(v.task) and probe_pairs:
-        settings.update(
-            probe_every=c.probe_interval(v.task),
-            probe_batch_size=c.analysis.probe_batch_size,
-            probe_pairs=probe_pairs,
-        )
-        heldout = {p: inputs.heldout[p] for p in probe_pairs}
-    if v.regime in STRATEGY_REGIMES or "probe_every" in settings:
-        settings.update(align_loss=c.align.loss, align_layer=c.align.layer)
     spec = Spec(**asdict(v), **settings)
     files = ((v.task, c.data.src_lang, "train"), (v.task, c.data.src_lang, "dev"))
     inputs = Inputs(
         inputs.encoder,
         align=inputs.align if v.regime == "sequential" else None,
         wordpairs=inputs.wordpairs if v.regime in STRATEGY_REGIMES else None,
-        heldout=heldout,
     )
     return Planned(v.name, spec, inputs, files)
 
@@ -150,16 +136,13 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
         device=ctx.device,
         objective=objective,
         strategy=spec.regime if spec.regime in STRATEGY_REGIMES else "joint",
-        probe=gradient_probe(spec, inputs, ctx, encoder, tok, objective),
         bf16=spec.bf16,
         progress=ctx.progress,
     )
     runs.atomic_write_json(out.path / "encoder_source.json", {"encoder": start_from})
-    context = spec.variant.record()
-    metrics["gradients"] = [{**context, **r} for r in metrics["gradients"]]
     metrics["records"] = [
         {
-            **context,
+            **spec.variant.record(),
             "lang": spec.src_lang,
             "split": "dev",
             "accuracy": metrics["best_dev_accuracy"],
@@ -196,67 +179,6 @@ def _settings(spec: Spec, ctx: StepContext) -> FinetuneSettings:
         group_by_length=spec.group_by_length,
         gradvac_beta=spec.gradvac_beta or 0.0,
     )
-
-
-def gradient_probe(spec: Spec, inputs: Inputs, ctx: StepContext, encoder, tok, objective):
-    """The probe of one fine-tuning run: two English dev batches against each pair's held-out
-    alignment batches. The loss module is the run's own (joint family), the aligned run's
-    (sequential), or a fresh one initialised from the seed (baseline)."""
-    if not spec.probe_every or not spec.probe_pairs:
-        return None
-    from xlcore.batching import collate
-    from xlcore.gradients import probe_steps
-
-    n, task = spec.probe_batch_size, spec.task
-    dev = ctx.encoded(tok, task, spec.src_lang, "dev", spec.dev_limit, spec.max_seq_length)
-    if len(dev) < 2 * n:
-        raise ConfigError(
-            f"gradient probing needs {2 * n} English dev examples, the {task} dev set has "
-            f"{len(dev)}; lower probe_batch_size or set probe_every=0"
-        )
-    batches = [collate(dev[k * n : (k + 1) * n], tok, task) for k in range(2)]
-    objectives = {
-        p: _probe_objective(spec, inputs, p, encoder, objective) for p in spec.probe_pairs
-    }
-    return GradientProbe(
-        probe_steps(spec.max_steps, spec.probe_every),
-        batches,
-        objectives,
-        tokenizer=tok,
-        layer=spec.align_layer,
-        max_length=spec.max_seq_length,
-        batch_size=n,
-        device=ctx.device,
-    )
-
-
-def _probe_objective(spec: Spec, inputs: Inputs, pair: str, encoder, objective) -> tuple:
-    """(loss module, held-out data, frozen reference or None) for probing ``pair``."""
-    from xlcore.losses import build_alignment_loss
-
-    n = spec.probe_batch_size
-    data = pairs_data(inputs.heldout[pair])
-    if len(data) < 2 * n:
-        raise ConfigError(
-            f"gradient probing needs {2 * n} held-out sentence pairs with word pairs for "
-            f"{pair}, found {len(data)}; lower probe_batch_size or set probe_every=0"
-        )
-    if objective is not None:
-        return objective.loss, data, objective.reference
-    with torch.random.fork_rng():
-        torch.manual_seed(spec.seed)
-        loss = build_alignment_loss(spec.align_loss, encoder.config.hidden_size)
-    if spec.regime == "sequential":
-        state = torch.load(
-            runs.check_torch_file(inputs.align, "alignment_loss.pt"),
-            map_location="cpu",
-            weights_only=True,
-        )
-        loss.load_state_dict(state)
-    reference = None
-    if loss.needs_reference:
-        reference = copy.deepcopy(encoder).eval().requires_grad_(False)
-    return loss, data, reference
 
 
 def load_task_model(finetune_run: runs.Run, device: torch.device | None = None) -> tuple:
