@@ -59,7 +59,7 @@ def test_two_workers_compute_what_one_process_computes(tmp_path, threads):
     grid = run_grid(config, root=tmp_path / "two", progress=False, jobs=2)
     assert all(step.run.complete for step in grid.steps)
     one, two = _results(tmp_path / "one"), _results(tmp_path / "two")
-    assert len(one) == len(grid.steps) == 11
+    assert len(one) == len(grid.steps) == 13
     assert one == two
     provenance = [json.loads(p.read_text()) for p in (tmp_path / "two").glob("*/*/provenance.json")]
     assert {p["device"]["torch_threads"] for p in provenance} == {1}
@@ -122,9 +122,10 @@ def test_a_failed_run_stops_only_the_runs_that_read_it(tmp_path, capsys):
     with pytest.raises(GridRunError, match=r"2 runs failed .*UPOS 'NOUNN'"):
         run_grid(config, root=root, progress=False, jobs=1)
     left = [s.run.kind for s in plan(config, root=root).steps if not s.run.complete]
-    # the fine-tuning runs, and the evaluation and distance runs of their models
-    assert sorted(left) == ["distances"] * 2 + ["evaluate"] * 2 + ["finetune"] * 2
-    assert "; 4 runs that need them were not started; " in capsys.readouterr().out
+    # the fine-tuning runs, and the evaluation, distance and end-of-training probe runs of their
+    # models (the start probe reads no fine-tuned model)
+    assert sorted(left) == ["distances"] * 2 + ["evaluate"] * 2 + ["finetune"] * 2 + ["probe"]
+    assert "; 5 runs that need them were not started; " in capsys.readouterr().out
 
 
 def _pid_alive(pid: int) -> bool:

@@ -35,10 +35,10 @@ def test_every_step_completes_with_results(smoke_grid):
     assert set(frame["regime"]) == set(REGIMES)
     assert frame["accuracy"].between(0, 1).all()
     table = runs.results_frame(root)
-    assert {"encoder", "wordpairs", "align", "finetune", "evaluate", "distances"} >= set(
+    assert {"encoder", "wordpairs", "align", "finetune", "evaluate", "distances", "probe"} >= set(
         table["kind"]
     )
-    assert {"wordpairs", "align", "finetune", "evaluate"} <= set(table["kind"])
+    assert {"wordpairs", "align", "finetune", "evaluate", "probe"} <= set(table["kind"])
 
 
 def test_alignment_reduces_its_loss(smoke_grid):

@@ -30,7 +30,8 @@ OVERRIDES = {
     "checkpoint_steps": "4",
     "eval_steps": "100",
 }
-STEPS = 11  # word pairs (2), aligned encoder, distances (4), fine-tuning (2), evaluation (2)
+# word pairs (2), aligned encoder, distances (4), fine-tuning (2), evaluation (2), probes (2)
+STEPS = 13
 SEED = 20251125
 TIMEOUT = 240
 
