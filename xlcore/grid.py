@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from xlcore import data as xdata
-from xlcore import encoders, engine, runs
+from xlcore import encoders, engine, runs, weights
 from xlcore.config import Config
 from xlcore.context import StepContext, Variant
 from xlcore.device import uses_bf16
@@ -191,6 +191,8 @@ def run_grids(
         grids = [plan(config, root=root, progress=progress) for config in configs]
         steps = _steps_by_path(grids)
         todo = [path for path, (step, _) in steps.items() if not step.run.complete]
+        again = set(weights.reclaim(steps, todo))  # released weights a new run reads
+        todo = [path for path in steps if path in again or path in set(todo)]
         if todo:  # a missing encoder is refused before any run directory is made
             for name in dict.fromkeys(config.model.model_name_or_path for config in configs):
                 encoders.check_available(name)
@@ -218,9 +220,11 @@ def run_grids(
             )
         finally:
             bar.close()
+        freed = weights.settle(steps, keep=all(c.model.keep_weights for c in configs))
         print(
             f"xlcore grid: done in {time.perf_counter() - start:.0f} s; "
-            f"results: `xlcore results` (runs in {root})",
+            + (f"{freed / 1e6:,.0f} MB of model weights released; " if freed else "")
+            + f"results: `xlcore results` (runs in {root})",
             flush=True,
         )
     return grids
