@@ -26,25 +26,17 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlcore import chapter
+from xlcore import chapter, widgets
 from xlcore.config import make_config, pair_lang, unknown_key_message
-from xlcore.errors import ConfigError, XlcoreError
-from xlcore.paths import PACKAGE_DIR, runs_dir
+from xlcore.errors import BookError, ConfigError
+from xlcore.paths import PACKAGE_DIR, PROJECT_DIR, runs_dir
 
-PROJECT_DIR = PACKAGE_DIR.parent
-WIDGET_FILES = ("embed-amd.js", "106.embed.js", "330.embed.js", "embed.js.LICENSE.txt")
-FONT_SUFFIXES = (".woff2", ".woff", ".ttf", ".eot", ".svg")
 METADATA_KEY = "xlalign"
-
-
-class BookError(XlcoreError, RuntimeError):
-    """A chapter failed to execute, or the HTML build failed."""
 
 
 @dataclass
@@ -250,63 +242,15 @@ def execution_table(root: Path = PROJECT_DIR):
     return pd.DataFrame(rows)
 
 
-def vendor_widgets(root: Path = PROJECT_DIR) -> Path:
-    """Put the ipywidgets HTML manager and require.js into ``book/_vendor/static/widgets``.
-
-    They come from npm (``book/_vendor/package-lock.json`` pins the versions), once; the book
-    then serves them itself, so the explorer works without a CDN.
-    """
-    vendor = root / "book" / "_vendor"
-    target = vendor / "static" / "widgets"
-    fonts = vendor / "extra" / "book" / "@jupyter-widgets"
-    if all((target / f).is_file() for f in (*WIDGET_FILES, "require.js")) and any(
-        fonts.glob("*.woff2")
-    ):
-        return target
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BookError(
-            "the book serves the widget JavaScript itself and fetches it once from npm, but "
-            "npm is not installed; install Node.js (e.g. `apt-get install nodejs npm`) and rerun"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        for f in ("package.json", "package-lock.json"):
-            shutil.copy(vendor / f, tmp)
-        proc = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            raise BookError(f"npm ci failed in {vendor}:\n{proc.stderr[-2000:]}")
-        modules = Path(tmp) / "node_modules"
-        staged = vendor / "static" / ".widgets.partial"
-        shutil.rmtree(staged, ignore_errors=True)
-        staged.mkdir(parents=True)
-        dist = modules / "@jupyter-widgets" / "html-manager" / "dist"
-        for f in WIDGET_FILES:
-            shutil.copy(dist / f, staged / f)
-        # The widget CSS asks for its icon fonts relative to the page (book/…); two of its style
-        # sheets resolve them against different folders: serve them in both.
-        shutil.rmtree(vendor / "extra", ignore_errors=True)
-        base = vendor / "extra" / "book" / "@jupyter-widgets"
-        for fonts in (base, base / "html-manager" / "dist"):
-            fonts.mkdir(parents=True, exist_ok=True)
-            for f in dist.iterdir():
-                if f.suffix in FONT_SUFFIXES:
-                    shutil.copy(f, fonts / f.name)
-        shutil.copy(modules / "requirejs" / "require.js", staged / "require.js")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staged, target)
-    return target
-
-
-def stage(root: Path, src: Path) -> None:
-    """Lay out ``src`` as a book root: config, toc, vendored JS and xlcore (for literalinclude)."""
+def stage(root: Path, src: Path, vendored: bool = True) -> None:
+    """Lay out ``src`` as a book root: config, toc, vendored JS and xlcore (for literalinclude).
+    Without ``vendored`` widget JavaScript the config loads it from the pinned CDN location."""
     (src / "book").mkdir(parents=True, exist_ok=True)
-    for f in ("_config.yml", "_toc.yml"):
-        shutil.copy(root / f, src / f)
+    shutil.copy(root / "_toc.yml", src / "_toc.yml")
+    if vendored:
+        shutil.copy(root / "_config.yml", src / "_config.yml")
+    else:
+        widgets.write_cdn_config(root, src / "_config.yml")
     for name, target in (("book/_vendor", root / "book" / "_vendor"), ("xlcore", PACKAGE_DIR)):
         link = src / name
         if link.is_symlink() or link.exists():
@@ -399,9 +343,9 @@ def build(
     # One execution for every chapter's grid.
     configs = _chapter_configs(root, names, profile, params_of)
     run_grids(configs, root=runs_root, progress=progress, jobs=jobs, scheduler=scheduler)
-    vendor_widgets(root)
+    vendored = widgets.vendor_widgets(root) is not None
     src = root / "_build" / "src"
-    stage(root, src)
+    stage(root, src, vendored)
     results = _execute_chapters(root, names, src / "book", params_of, force, only)
     _say("building HTML (jupyter-book, warnings are errors)")
     index = build_html(src, root)
@@ -480,5 +424,4 @@ __all__ = [
     "fingerprint",
     "parse_parameters",
     "stage",
-    "vendor_widgets",
 ]

@@ -19,10 +19,12 @@ class Stateful(Protocol):
 
 
 def rng_state() -> dict:
-    """torch's CPU (and, with CUDA, every GPU's) random state."""
+    """torch's CPU (and, with CUDA, every GPU's; with MPS, its) random state."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -30,6 +32,8 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
 
 
 def resume(run: Run, device: torch.device, parts: Mapping[str, Stateful]) -> dict:

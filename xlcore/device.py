@@ -1,4 +1,5 @@
-"""The compute device and numeric precision: one place decides CUDA vs CPU and bf16 autocast."""
+"""The compute device and numeric precision: one place decides CUDA, Apple's MPS or CPU, and
+bf16 autocast."""
 
 from __future__ import annotations
 
@@ -7,22 +8,35 @@ import torch
 from xlcore.errors import TrainingError
 
 
+def _available() -> dict[str, bool]:
+    return {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
+    """``auto`` → CUDA when available, else Apple's MPS, else CPU."""
+    available = _available()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+        return torch.device(next((d for d in ("cuda", "mps") if available[d]), "cpu"))
+    if name in available and not available[name]:
         raise TrainingError(
-            "device=cuda was requested but no CUDA device is available; "
+            f"device={name} was requested but no {name.upper()} device is available; "
             "use device=cpu or device=auto"
         )
     return torch.device(name)
 
 
+def accelerated() -> bool:
+    """Whether ``auto`` picks an accelerator (CUDA or MPS) rather than the CPU."""
+    return any(_available().values())
+
+
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast runs natively: CUDA, or a CPU with AVX512-BF16/AMX (oneDNN)."""
+    """Whether bf16 autocast runs natively: CUDA, or a CPU with AVX512-BF16/AMX (oneDNN). On
+    MPS it needs a recent macOS and chip and is not verified here: fp32."""
     if device.type == "cuda":
         return True
+    if device.type != "cpu":
+        return False
     return bool(
         torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     )

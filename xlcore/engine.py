@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from xlcore import runs
+from xlcore.device import accelerated
 from xlcore.errors import ConfigError, GridRunError, RunStorageError
 
 # steps: {run path: (step, data source description)}; a step has .run, .fn and .seed.
@@ -33,11 +34,12 @@ def resolve_jobs(jobs: int | str | None = None, default: str = "1") -> int:
     ``"auto"`` is 2 on a machine without CUDA whose torch uses at least two threads, else 1: the
     small batches of the ``mini`` profile keep two threads poorly busy, and two one-thread runs
     side by side finish about 1.3× sooner than the same runs one after the other on two threads
-    (``benchmarks/bench_jobs.py``). On a GPU one run at a time keeps the device busy.
+    (``benchmarks/bench_jobs.py``). On a GPU (CUDA or Apple's MPS) one run at a time keeps the
+    device busy.
     """
     value = os.environ.get("XLCORE_JOBS", default) if jobs is None else jobs
     if isinstance(value, str) and value.strip().lower() == "auto":
-        return 2 if not torch.cuda.is_available() and torch.get_num_threads() >= 2 else 1
+        return 2 if not accelerated() and torch.get_num_threads() >= 2 else 1
     try:
         n = int(value)
     except (TypeError, ValueError):

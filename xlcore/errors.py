@@ -31,3 +31,7 @@ class GridWorkerError(XlcoreError, RuntimeError):
 
 class GridRunError(XlcoreError, RuntimeError):
     """Several runs of a grid failed; the message names each run and its error."""
+
+
+class BookError(XlcoreError, RuntimeError):
+    """A chapter failed to execute, or the HTML build failed."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import platformdirs
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent  # the repository (book, config) in a source checkout
 SAMPLE_ROOT = PACKAGE_DIR / "sample"
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from xlcore import book
+from xlcore import book, widgets
 from xlcore.errors import ConfigError
 
 CHAPTER_PARAMETERS = {"profile", "pairs", "tgt_langs", "tasks", "seeds", "model_name_or_path"}
@@ -36,7 +36,7 @@ BROWSER_ARGS = [
 
 def _copy_book(dst: Path) -> Path:
     src = book.PROJECT_DIR
-    book.vendor_widgets(src)
+    widgets.vendor_widgets(src)
     for f in ("_config.yml", "_toc.yml"):
         shutil.copy(src / f, dst / f)
     shutil.copytree(src / "book", dst / "book", ignore=shutil.ignore_patterns("node_modules"))

@@ -94,7 +94,7 @@ def test_overrides_are_typed():
         ({"align_loss": "cosine-ish"}, "'infonce_strong', 'infonce_weak', 'l2'"),
         ({"pos_max_steps": "0"}, "pos_max_steps: Input should be greater than 0"),
         ({"warmup_ratio": "1"}, "warmup_ratio: Input should be less than 1"),
-        ({"device": "tpu"}, "device: Input should be 'auto', 'cpu' or 'cuda'"),
+        ({"device": "tpu"}, "device: Input should be 'auto', 'cpu', 'cuda' or 'mps'"),
         ({"tgt_langs": "[de"}, "not a valid JSON list"),
         ({"profile": "paper"}, "--profile"),
     ],
