@@ -24,7 +24,7 @@ def _gradients(lows: list[float], highs: list[float]) -> pd.DataFrame:
         rows.append(
             dict(task="pos", regime="baseline", pair=None, seed=1, at="end",
                  probe_pair=f"en-x{i}", group="all_but_embeddings", cos=0.05,
-                 disattenuated=(low + high) / 2, cos_low=low, cos_high=high, null_labels=0.01,
+                 disattenuated=0.1, cos_low=low, cos_high=high, null_labels=0.01,
                  null_pairs=-0.01, reliability_task=0.4, reliability_align=0.5, norm_ratio=4.0,
                  weighted_ratio=0.4, alpha=0.1, update_cos=0.98, random_cos=2e-4)
         )  # fmt: skip
@@ -97,7 +97,9 @@ def test_a_loss_is_preferred_only_where_its_interval_excludes_zero(low, prefer):
             [0.1, 0.2],
             "no alignment or opposition of the two objectives is detectable",
         ),
-        ([0.05, -0.2], [0.2, 0.1], "the direction differs between pairs"),
+        ([0.05, -0.2], [0.2, 0.1], "weakly aligned for 1 of 2 pairs, undetectable for the rest"),
+        ([0.05, -0.3], [0.2, -0.1], "the direction differs between pairs"),
+        ([0.05, float("nan")], [0.2, float("nan")], "for 1 of 2 pairs a reliability is too close"),
     ],
 )
 def test_the_gradient_reading_follows_the_pairs_intervals(lows, highs, reading):
@@ -107,7 +109,7 @@ def test_the_gradient_reading_follows_the_pairs_intervals(lows, highs, reading):
     lines = guidelines(iv, _gradients(lows, highs))
     line = next(x for x in lines if x.startswith("POS, end of fine-tuning"))
     assert reading in line
-    assert "orthogonal" not in line and "noise floor" not in line
+    assert "orthogonal" not in line and "noise floor" not in line and "nan" not in line
     assert "0.4× after the weight α = 0.1" in line
 
 

@@ -76,24 +76,46 @@ def gradient_summary(gradients: pd.DataFrame, group: str = "all_but_embeddings")
     g = gradients[gradients["group"] == group].copy()
     g["above"] = g["cos_low"] > 0
     g["below"] = g["cos_high"] < 0
+    g["readable"] = g["cos_low"].notna()
     means = [c for c in _MEANS if c in g]
     by = g.groupby(["task", "regime", "at"], sort=False)
     out = by[means].mean()
     out["pairs"] = by.size()
     out["dis_min"], out["dis_max"] = by["disattenuated"].min(), by["disattenuated"].max()
     out["above"], out["below"] = by["above"].sum(), by["below"].sum()
+    out["readable"] = by["readable"].sum()
     return out.reset_index()
 
 
 def _direction(r) -> str:
+    """What the pairs' intervals allow about the direction of the two objectives."""
     n, above, below = int(r["pairs"]), int(r["above"]), int(r["below"])
-    if above == n:
-        return "the two objectives are weakly aligned for every pair"
-    if below == n:
-        return "the two objectives are weakly opposed for every pair"
+    if int(r["readable"]) < n:
+        return (
+            f"for {n - int(r['readable'])} of {n} pairs a reliability is too close to zero for "
+            "any interval (more or larger probe batches would be needed)"
+        )
+    if above == n or below == n:
+        return f"the two objectives are weakly {'aligned' if above else 'opposed'} for every pair"
     if above + below == 0:
         return "no alignment or opposition of the two objectives is detectable at this size"
-    return "the direction differs between pairs"
+    if above and below:
+        return "the direction differs between pairs"
+    side = "aligned" if above else "opposed"
+    count = above or below
+    return f"the objectives are weakly {side} for {count} of {n} pairs, undetectable for the rest"
+
+
+def _null_reading(r) -> str:
+    """The empirical nulls, and whether the shuffled-label null reaches the same range."""
+    nl, npairs = r["null_labels"], r["null_pairs"]
+    if not (np.isfinite(nl) and np.isfinite(npairs)):
+        return "the empirical nulls cannot be read either"
+    same = r["dis_min"] <= nl <= r["dis_max"] or abs(nl) >= abs(r["disattenuated"])
+    return (
+        f"empirical nulls give {nl:+.2f} (shuffled labels) and {npairs:+.2f} (shuffled word pairs)"
+        + (", so this agreement does not depend on the task's labels" if same else "")
+    )
 
 
 def gradient_sentences(gradients: pd.DataFrame) -> list[str]:
@@ -107,10 +129,10 @@ def gradient_sentences(gradients: pd.DataFrame) -> list[str]:
             "embeddings): corrected for the reliability of one batch's gradient "
             f"({r['reliability_task']:.2f} task, {r['reliability_align']:.2f} alignment), the "
             f"task–alignment cosine is {r['dis_min']:+.2f} to {r['dis_max']:+.2f} over the "
-            f"{int(r['pairs'])} pairs; its 95 % interval lies above zero for {int(r['above'])} "
-            f"and below zero for {int(r['below'])}, so {_direction(r)}. Empirical nulls give "
-            f"{r['null_labels']:+.2f} (shuffled labels) and {r['null_pairs']:+.2f} (shuffled "
-            f"word pairs); unrelated directions of this size, |cos| ≈ {r['random_cos']:.0e}. "
+            f"{int(r['pairs'])} pairs (mean {r['disattenuated']:+.2f}); its 95 % interval lies "
+            f"above zero for {int(r['above'])} and below zero for {int(r['below'])}: "
+            f"{_direction(r)}; {_null_reading(r)}; unrelated directions of this size give "
+            f"|cos| ≈ {r['random_cos']:.0e}. "
             f"The alignment gradient is {r['norm_ratio']:.2g}× the task gradient's norm, "
             f"{r['weighted_ratio']:.2g}× after the weight α = {r['alpha']:g} of joint training, "
             f"and the joint update keeps a cosine of {r['update_cos']:.2f} with the task-only one."
