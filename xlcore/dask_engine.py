@@ -2,9 +2,11 @@
 or a scheduler address).
 
 Each worker process plans the same grids once (:class:`PlannedRuns`) and computes the runs it is
-handed by path, a task per run that waits on the tasks of the runs it reads. A worker that dies
-leaves every finished run untouched; Dask hands its run to another worker, which resumes it from
-its checkpoint.
+handed by path. A run is submitted once every run it reads is complete, with no inputs of its
+own, so the scheduler gives it to whichever worker is free: a task handed its inputs as futures
+would be placed on the worker that computed them, and wait there while the other worker idles.
+A worker that dies leaves every finished run untouched; Dask hands its run to another worker,
+which resumes it from its checkpoint.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class PlannedRuns(WorkerPlugin):
         return self._steps
 
 
-def _compute(path: str, *_inputs: str) -> str:
-    """Dask task: compute the run at ``path`` (its inputs are the runs it waited for)."""
+def _compute(path: str) -> str:
+    """Dask task: compute the run at ``path`` (the runs it reads are complete)."""
     plugin = get_worker().plugins[PLUGIN]
     if plugin.threads:  # per thread: Dask runs tasks outside the worker's main thread
         torch.set_num_threads(plugin.threads)
@@ -109,19 +111,33 @@ def _client(jobs: int, scheduler: str | None):
 def execute_on_dask(todo, deps, planner, jobs, scheduler, on_done) -> dict[Path, BaseException]:
     with _client(jobs, scheduler) as (client, threads):
         client.register_plugin(PlannedRuns(planner, threads), name=PLUGIN)
-        futures = {}
-        for path in todo:
-            inputs = [futures[d] for d in sorted(deps[path])]
+        return _run_when_ready(client, todo, deps, on_done, jobs)
+
+
+def _run_when_ready(client, todo, deps, on_done, jobs) -> dict[Path, BaseException]:
+    """Submit each run of ``todo`` (in plan order) once the runs it reads have finished; a run
+    whose input failed is never submitted (:func:`xlcore.engine.raise_failures` counts it)."""
+    waiting, done, failures = list(todo), set(), {}
+    running, paths = as_completed(), {}
+
+    def submit_ready() -> None:
+        for path in [p for p in waiting if deps[p] <= done]:
+            waiting.remove(path)
             key = f"{path.parent.name}/{path.name}"
-            futures[path] = client.submit(_compute, str(path), *inputs, key=key, pure=False)
-        for future in as_completed(list(futures.values())):
-            if future.status == "finished":
-                on_done(Path(future.result()))
-        return {
-            path: _worker_error(path, future.exception(), jobs)
-            for path, future in futures.items()
-            if future.status == "error"
-        }
+            future = client.submit(_compute, str(path), key=key, pure=False)
+            paths[future.key] = path
+            running.add(future)
+
+    submit_ready()
+    for future in running:
+        path = paths[future.key]
+        if future.status == "finished":
+            done.add(path)
+            on_done(path)
+            submit_ready()
+        else:
+            failures[path] = _worker_error(path, future.exception(), jobs)
+    return failures
 
 
 def _worker_error(path: Path, error: BaseException, jobs: int) -> BaseException:
