@@ -6,8 +6,8 @@ gradient of the alignment loss with respect to the shared encoder are close to o
 their magnitudes tell which objective dominates where. What is computed here:
 
 * gradients with respect to the encoder parameters only (not the task head, not the alignment
-  projector), via :func:`torch.autograd.grad`, in fp32 with dropout off (bf16 autocast moved
-  the cosines by up to 0.006: ``benchmarks/README.md``);
+  projector), via :func:`torch.autograd.grad`, in fp32 with dropout off (bf16 autocast moves
+  the cosines: ``benchmarks/README.md``);
 * per parameter group: the embeddings, each layer, ``all`` and ``all_but_embeddings`` (the
   word-embedding matrix dominates a whole-model cosine);
 * the Gram matrix of K gradients per objective on K independent batches (a *stream*), from

@@ -191,8 +191,8 @@ def run_grids(
         grids = [plan(config, root=root, progress=progress) for config in configs]
         steps = _steps_by_path(grids)
         todo = [path for path, (step, _) in steps.items() if not step.run.complete]
-        again = set(weights.reclaim(steps, todo))  # released weights a new run reads
-        todo = [path for path in steps if path in again or path in set(todo)]
+        pending = set(todo) | set(weights.reclaim(steps, todo))  # released weights a run reads
+        todo = [path for path in steps if path in pending]
         if todo:  # a missing encoder is refused before any run directory is made
             for name in dict.fromkeys(config.model.model_name_or_path for config in configs):
                 encoders.check_available(name)

@@ -110,10 +110,10 @@ def test_the_probed_alignment_loss_is_the_trained_one(tmp_path):
     run.path.mkdir(parents=True)
     runs.atomic_torch_save(trained.state_dict(), run.path / "alignment_loss.pt")
     inputs = probe.Inputs(None, None, aligned={"en-de": run})
-    loss, reference = probe._alignment_loss(
+    loss = probe._alignment_loss(
         _spec("infonce_strong"), inputs, "en-de", TaskModel(encoder, "pos")
     )
-    assert reference is None
+    assert not loss.needs_reference
     for name, value in trained.state_dict().items():
         assert torch.equal(loss.state_dict()[name], value)
     with pytest.raises(Exception, match="alignment run"):
@@ -127,9 +127,11 @@ def test_the_l2_reference_is_the_original_encoder_not_the_aligned_one():
     with torch.no_grad():
         for p in aligned.parameters():
             p.add_(1.0)
-    _, reference = probe._alignment_loss(
+    loss = probe._alignment_loss(
         _spec("l2"), probe.Inputs(None, None), "en-de", SimpleNamespace(encoder=aligned)
     )
+    assert loss.needs_reference
+    reference = probe._reference(_spec("l2"), probe.Inputs(None, None))
     for (name, p), q in zip(reference.named_parameters(), original.parameters(), strict=False):
         assert torch.equal(p, q), name
         assert not p.requires_grad

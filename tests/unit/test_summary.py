@@ -25,6 +25,7 @@ def _gradients(lows: list[float], highs: list[float]) -> pd.DataFrame:
             dict(task="pos", regime="baseline", pair=None, seed=1, at="end",
                  probe_pair=f"en-x{i}", group="all_but_embeddings", cos=0.05,
                  disattenuated=0.1, cos_low=low, cos_high=high, null_labels=0.01,
+                 null_labels_low=-0.05, null_labels_high=0.07,
                  null_pairs=-0.01, reliability_task=0.4, reliability_align=0.5, norm_ratio=4.0,
                  weighted_ratio=0.4, alpha=0.1, update_cos=0.98, random_cos=2e-4)
         )  # fmt: skip
@@ -138,3 +139,14 @@ def test_one_seed_verdicts_say_what_their_interval_leaves_out():
     assert "With one seed per case" in guidelines(one)[0]
     three = _intervals([("sequential", "en-de", "de", 1.5, 0.4, 2.6, "pos", 3)])
     assert "With one seed per case" not in guidelines(three)[0]
+
+
+@pytest.mark.parametrize(("null_high", "separated"), [(0.07, True), (0.2, False)])
+def test_the_null_reading_follows_the_null_intervals(null_high, separated):
+    """ "Not separated from the null" only where every pair's estimate lies inside the
+    shuffled-label null's interval."""
+    gradients = _gradients([0.05, 0.05], [0.2, 0.2]).assign(null_labels_high=null_high)
+    iv = _intervals([("sequential", "en-de", "de", 0.0, -1.0, 1.0)])
+    line = next(x for x in guidelines(iv, gradients) if x.startswith("POS, end"))
+    assert ("0 of 2 pairs' estimates lie inside" in line) == separated
+    assert ("do not separate this agreement" in line) == (not separated)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from xlcore.analysis.stats import random_cosine, stream_cosine
+from xlcore.analysis.stats import cosines, random_cosine, reliability, stream_cosine
 
 STREAMS = ("task", "task_null", "align", "align_null", "target")
 
@@ -62,14 +62,10 @@ def group_record(
     """One group's statistics from the Gram matrix of ``streams`` × ``batches`` gradients."""
     gram = np.asarray(gram, float)
     idx = _indices(streams, batches)
-    cos = gram / np.sqrt(np.outer(np.diag(gram), np.diag(gram)))
+    cos = cosines(gram)
     out: dict = {"size": size, "batches": batches}
     for s in STREAMS:
-        rows = idx.get(s)
-        rel = np.nan
-        if rows is not None:
-            rel = float(cos[np.ix_(rows, rows)][np.triu_indices(batches, 1)].mean())
-        out[f"reliability_{s}"] = rel
+        out[f"reliability_{s}"] = reliability(cos, idx[s]) if s in idx else np.nan
     for prefix, a, b in CONTRASTS:
         if a in idx and b in idx:
             out.update(_contrast(gram, idx[a], idx[b], prefix))

@@ -258,16 +258,21 @@ def random_cosine(dim: int) -> float:
     return float(np.sqrt(2 / (np.pi * dim)))
 
 
-def _cosines(gram: np.ndarray) -> np.ndarray:
+def cosines(gram: np.ndarray) -> np.ndarray:
     norms = np.sqrt(np.diag(gram))
     return gram / np.outer(norms, norms)
 
 
+def reliability(cos: np.ndarray, rows: Sequence[int]) -> float:
+    """Mean same-loss cosine of one stream (its batches ``rows`` of a cosine matrix) over its
+    K(K−1)/2 pairs of batches."""
+    rows = np.asarray(rows)
+    return float(cos[np.ix_(rows, rows)][np.triu_indices(len(rows), 1)].mean())
+
+
 def _mean_cosines(cos: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Mean cross cosine of streams ``a`` and ``b`` and each stream's mean same-loss cosine."""
-    upper_a = cos[np.ix_(a, a)][np.triu_indices(len(a), 1)]
-    upper_b = cos[np.ix_(b, b)][np.triu_indices(len(b), 1)]
-    return float(cos[np.ix_(a, b)].mean()), float(upper_a.mean()), float(upper_b.mean())
+    """Mean cross cosine of streams ``a`` and ``b`` and each stream's reliability."""
+    return float(cos[np.ix_(a, b)].mean()), reliability(cos, a), reliability(cos, b)
 
 
 def _disattenuate(cross: float, rel_a: float, rel_b: float) -> float:
@@ -295,7 +300,7 @@ def stream_cosine(gram: np.ndarray, a: Sequence[int], b: Sequence[int], level: f
     a, b = np.asarray(a), np.asarray(b)
     if len(a) != len(b) or len(a) < 3:
         raise ValueError(f"stream_cosine needs K ≥ 3 batches per stream, got {len(a)} and {len(b)}")
-    cos = _cosines(np.asarray(gram, float))
+    cos = cosines(np.asarray(gram, float))
     raw, rel_a, rel_b = _mean_cosines(cos, a, b)
     estimate = _disattenuate(raw, rel_a, rel_b)
     k = len(a)

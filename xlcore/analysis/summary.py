@@ -72,18 +72,20 @@ def gradient_summary(gradients: pd.DataFrame, group: str = "all_but_embeddings")
     """Per task, regime and probe point (``at``) in ``group``, over the probed pairs: the mean
     raw and corrected task–align cosine (:mod:`xlcore.analysis.probes`), its range, how many
     pairs' 95 % intervals lie above / below zero, the empirical nulls, the reliabilities, the
-    norm ratios (raw and after α) and the joint update's cosine with the task-only update."""
+    norm ratios (raw and after α), the joint update's cosine with the task-only update, and how
+    many pairs' estimates lie inside the shuffled-label null's interval (``in_null``)."""
     g = gradients[gradients["group"] == group].copy()
     g["above"] = g["cos_low"] > 0
     g["below"] = g["cos_high"] < 0
     g["readable"] = g["cos_low"].notna()
+    g["in_null"] = g["disattenuated"].between(g["null_labels_low"], g["null_labels_high"])
     means = [c for c in _MEANS if c in g]
     by = g.groupby(["task", "regime", "at"], sort=False)
     out = by[means].mean()
     out["pairs"] = by.size()
     out["dis_min"], out["dis_max"] = by["disattenuated"].min(), by["disattenuated"].max()
     out["above"], out["below"] = by["above"].sum(), by["below"].sum()
-    out["readable"] = by["readable"].sum()
+    out["readable"], out["in_null"] = by["readable"].sum(), by["in_null"].sum()
     return out.reset_index()
 
 
@@ -107,15 +109,18 @@ def _direction(r) -> str:
 
 
 def _null_reading(r) -> str:
-    """The empirical nulls, and whether the shuffled-label null reaches the same range."""
+    """The empirical nulls, and whether every pair's estimate lies inside the interval of its
+    shuffled-label null (then the data cannot separate the two)."""
     nl, npairs = r["null_labels"], r["null_pairs"]
     if not (np.isfinite(nl) and np.isfinite(npairs)):
         return "the empirical nulls cannot be read either"
-    same = r["dis_min"] <= nl <= r["dis_max"] or abs(nl) >= abs(r["disattenuated"])
+    n, inside = int(r["pairs"]), int(r["in_null"])
     return (
         f"empirical nulls give {nl:+.2f} (shuffled labels) and {npairs:+.2f} (shuffled word pairs)"
-        + (", so this agreement does not depend on the task's labels" if same else "")
-    )
+        f"; {inside} of {n} pairs' estimates lie inside their shuffled-label null's interval"
+        + (", so the data do not separate this agreement from one without the task's labels"
+           if inside == n else "")
+    )  # fmt: skip
 
 
 def gradient_sentences(gradients: pd.DataFrame) -> list[str]:

@@ -114,12 +114,15 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
     records, grams = [], {}
     context = {**spec.variant.record(), "at": spec.at}
     losses = {p: _alignment_loss(spec, inputs, p, model) for p in spec.probe_pairs}
-    with probing([model, *(loss for loss, _ in losses.values())]):
+    # one frozen original encoder for every pair's L2 anchor
+    anchored = any(loss.needs_reference for loss in losses.values())
+    reference = _reference(spec, inputs) if anchored else None
+    with probing([model, *losses.values()]):
         shared = []
         for name, null in (("task", False), ("task_null", True)):
             stream = Stream(name, _task_loss_on(model, english, ctx.device, null, spec.seed))
             shared += stream_gradients(space, stream, k)
-        for pair, (loss, reference) in losses.items():
+        for pair, loss in losses.items():
             streams = _pair_streams(spec, inputs, ctx, tok, model, pair, loss, reference)
             by_group = stream_grams(space, shared, streams, k)
             names = ["task", "task_null", *(s.name for s in streams)]
@@ -193,11 +196,10 @@ def shuffled_links(
     return out
 
 
-def _alignment_loss(spec: Spec, inputs: Inputs, pair: str, model: TaskModel) -> tuple:
-    """(the alignment loss as the pair's alignment run trained it, the frozen original encoder
-    where the loss needs one, else None)."""
+def _alignment_loss(spec: Spec, inputs: Inputs, pair: str, model: TaskModel):
+    """The alignment loss as the pair's alignment run trained it (its projector, if any)."""
     loss = build_alignment_loss(spec.align_loss, model.encoder.config.hidden_size)
-    if any(True for _ in loss.parameters()):
+    if next(loss.parameters(), None) is not None:
         if pair not in inputs.aligned:
             raise ConfigError(
                 f"probing the {spec.align_loss!r} loss on {pair} needs the pair's alignment run "
@@ -205,13 +207,15 @@ def _alignment_loss(spec: Spec, inputs: Inputs, pair: str, model: TaskModel) -> 
             )
         weights = runs.check_torch_file(inputs.aligned[pair], "alignment_loss.pt")
         loss.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    reference = None
-    if loss.needs_reference:
-        from xlcore import encoders
+    return loss
 
-        reference, _ = encoders.load(encoder_path(spec.model_name_or_path, inputs.encoder))
-        reference.eval().requires_grad_(False)
-    return loss, reference
+
+def _reference(spec: Spec, inputs: Inputs):
+    """The frozen original encoder (the L2 loss's anchor), whatever the probed model is."""
+    from xlcore import encoders
+
+    reference, _ = encoders.load(encoder_path(spec.model_name_or_path, inputs.encoder))
+    return reference.eval().requires_grad_(False)
 
 
 def _pair_streams(spec, inputs, ctx, tok, model, pair, loss, reference) -> list[Stream]:
