@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     grid = sub.add_parser("grid", help="run every step of a profile (finished runs are reused)")
-    grid.add_argument("--profile", default="mini", help="smoke, mini (default) or paper")
+    grid.add_argument("--profile", default="mini", help="smoke, mini (default), extended or paper")
     grid.add_argument(
         "--set",
         action="append",
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="execute the chapters (finished runs and unchanged chapters are reused) "
         "and build the HTML book into _build/html",
     )
-    book.add_argument("--profile", default="mini", help="smoke, mini (default) or paper")
+    book.add_argument("--profile", default="mini", help="smoke, mini (default), extended or paper")
     book.add_argument("--chapter", help="re-execute this chapter (e.g. distances) with --param")
     book.add_argument(
         "--param",

@@ -31,7 +31,7 @@ REGIMES: tuple[str, ...] = typing.get_args(Regime)
 ALIGNED_REGIMES = REGIMES[1:]  # regimes that use a language pair
 STRATEGY_REGIMES = REGIMES[2:]  # alignment loss during fine-tuning (xlcore.strategies.STRATEGIES)
 ANALYSES: tuple[str, ...] = typing.get_args(Analysis)
-PROFILE_NAMES = ("smoke", "mini", "paper")
+PROFILE_NAMES = ("smoke", "mini", "extended", "paper")
 
 OptionalCount = PositiveInt | None
 
@@ -64,7 +64,9 @@ class DataConfig(_Group):
     tasks: tuple[Task, ...] = Field(TASKS, min_length=1)
     train_limit: OptionalCount = None  # English training examples used (None: all)
     dev_limit: OptionalCount = None  # English dev examples for model selection
-    test_limit: OptionalCount = None  # test examples per target language
+    test_limit: OptionalCount = None  # test examples of the source and every pair language
+    # test examples of every other target language (None: as test_limit)
+    other_test_limit: OptionalCount = None
 
     @property
     def test_langs(self) -> tuple[str, ...]:
@@ -75,6 +77,18 @@ class DataConfig(_Group):
     def pair_langs(self) -> tuple[str, ...]:
         """The non-source language of every pair, in order, without repeats."""
         return tuple(dict.fromkeys(pair_lang(p, self.src_lang) for p in self.pairs))
+
+    def test_limit_of(self, lang: str) -> int | None:
+        """Test examples read in ``lang``: all of the source's and the pair languages' own
+        (where the intervals of the study's main comparisons come from), a sample elsewhere."""
+        if lang == self.src_lang or lang in self.pair_langs:
+            return self.test_limit
+        return self.others_test_limit
+
+    @property
+    def others_test_limit(self) -> int | None:
+        """Test examples read in a target language that is neither the source nor paired."""
+        return self.test_limit if self.other_test_limit is None else self.other_test_limit
 
 
 class FinetuneConfig(_Group):
@@ -108,7 +122,8 @@ class AlignConfig(_Group):
     train_limit: OptionalCount = Field(None, alias="align_train_limit")  # parallel pairs used
     wordpair_layer: int = 8
     wordpair_method: Literal["argmax", "itermax"] = "itermax"
-    strategy_pairs: tuple[str, ...] = ()  # pairs for alternating/pcgrad/gradvac (empty: all)
+    # pairs of the regimes that align during fine-tuning: joint, alternating, pcgrad, gradvac
+    strategy_pairs: tuple[str, ...] = ()  # (empty: all)
     gradvac_beta: float = Field(0.01, gt=0, le=1)  # EMA rate of GradVac's target similarity
 
 
@@ -119,10 +134,15 @@ class AnalysisConfig(_Group):
     distance_limit: OptionalCount = 200  # sentences per language and sentence-level measure
     distance_word_pairs: OptionalCount = 1000  # held-out word pairs per language
     distance_regimes: tuple[Regime, ...] = REGIMES  # fine-tuned models whose encoders are measured
+    # measure every target language too (each needs parallel sentences and Tatoeba), not only
+    # the pair languages
+    distance_targets: bool = False
+    distance_seeds: OptionalCount = None  # the first N seeds' encoders are measured (None: all)
     # fine-tuned models whose gradients are probed (at the end; the baseline also at the start)
     probe_regimes: tuple[Regime, ...] = ("baseline",)
     probe_batches: int = Field(6, ge=3)  # independent batches per objective (K)
     probe_batch_size: PositiveInt = 16
+    probe_seeds: OptionalCount = None  # the first N seeds' models are probed (None: all)
 
 
 _GROUPS: Mapping[str, type[_Group]] = {
@@ -164,9 +184,22 @@ class Config(BaseModel):
         """Fine-tuning steps for ``task``."""
         return {"pos": self.finetune.pos_max_steps, "sib": self.finetune.sib_max_steps}[task]
 
-    def probed(self, regime: str) -> bool:
-        """Whether the fine-tuned models of ``regime`` are probed."""
-        return "gradients" in self.analysis.analyses and regime in self.analysis.probe_regimes
+    def probed(self, regime: str, seed: int) -> bool:
+        """Whether the fine-tuned model of ``regime`` and ``seed`` is probed."""
+        a = self.analysis
+        wanted = "gradients" in a.analyses and regime in a.probe_regimes
+        return wanted and seed in self.finetune.seeds[: a.probe_seeds]
+
+    @property
+    def distance_langs(self) -> tuple[str, ...]:
+        """The languages the distance analysis measures besides the source."""
+        d = self.data
+        more = d.tgt_langs if self.analysis.distance_targets else ()
+        return tuple(dict.fromkeys((*d.pair_langs, *more)))
+
+    def measured_seed(self, seed: int) -> bool:
+        """Whether the distance analysis measures the encoders of ``seed``."""
+        return seed in self.finetune.seeds[: self.analysis.distance_seeds]
 
     def replace(self, **settings: object) -> Config:
         """A copy with some settings (flat names) changed, validated like overrides."""
@@ -177,7 +210,7 @@ class Config(BaseModel):
         if regime == "baseline":
             return ()
         chosen = self.align.strategy_pairs
-        if regime in STRATEGY_REGIMES[1:] and chosen:
+        if regime in STRATEGY_REGIMES and chosen:
             return tuple(p for p in self.data.pairs if p in chosen)
         return self.data.pairs
 
@@ -259,7 +292,9 @@ def profile_values(profile: str) -> dict[str, object]:
     if profile not in PROFILE_NAMES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILE_NAMES)}")
     text = resources.files("xlcore.profiles").joinpath(f"{profile}.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    values = yaml.safe_load(text) or {}
+    base = values.pop("base", None)
+    return {**profile_values(base), **values} if base else values
 
 
 def _validation_message(exc: ValidationError) -> str:

@@ -92,15 +92,22 @@ class StepContext:
         :class:`xlcore.steps.encoder.Spec` naming them)."""
         texts: list = []
         src = spec.src_lang
+        own = {src, *(pair_lang(p, src) for p in spec.pairs)}
+        tests = [
+            (lg, "test", spec.test_limit if lg in own else spec.other_test_limit)
+            for lg in (src, *spec.tgt_langs)
+        ]
         for task in spec.tasks:
             for lang, split, limit in [
                 (src, "train", spec.train_limit),
                 (src, "dev", spec.dev_limit),
-                *[(lg, "test", spec.test_limit) for lg in (src, *spec.tgt_langs)],
+                *tests,
             ]:
                 texts.extend(map(get_task(task).text, self.task_data(task, lang, split, limit)))
-        for pair in spec.pairs:
-            train, heldout = self.bitext(pair_lang(pair, src), spec.align_train_limit)
+        paired = [pair_lang(p, src) for p in spec.pairs]
+        for lang in dict.fromkeys([*paired, *spec.distance_langs]):
+            train, heldout = self.bitext(lang, spec.align_train_limit)
+            train = train if lang in paired else []  # only the held-out part is measured
             for src_words, tgt_words in (*train, *heldout):
                 texts.extend([src_words, tgt_words])
         # The distance analysis's sentences: trimmed away, a piece would be split differently

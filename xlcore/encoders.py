@@ -127,6 +127,21 @@ def _local_path(name: str) -> Path | None:
 
 
 @_quiet
+def skeleton(name_or_path: str, *, cache: Path | None = None) -> tuple[Model, Tok]:
+    """:func:`load` without reading a local directory's weights: the architecture, initialised
+    (the global random state untouched), and the tokenizer. For a model whose weights come
+    from elsewhere (a fine-tuned run's state dict), so the aligned encoder it was trained from
+    may have released its weights (:mod:`xlcore.weights`)."""
+    path = _local_path(str(name_or_path))
+    if path is None:
+        return load(name_or_path, cache=cache)
+    config, kwargs = _config_of(path)
+    with torch.random.fork_rng(devices=[]):
+        model = AutoModel.from_config(config, **kwargs)
+    return model.eval(), _fast_tokenizer(path)
+
+
+@_quiet
 def save(model: Model, tokenizer: Tok, directory: str | Path) -> Path:
     """Write ``model`` (safetensors) and ``tokenizer`` so that ``load(directory)`` round-trips.
 
@@ -181,12 +196,16 @@ def describe(name_or_path: str, *, cache: Path | None = None) -> dict:
 def _load_directory(path: Path) -> tuple[Model, Tok]:
     _, kwargs = _config_of(path)  # also turns a missing config.json into a ConfigError
     model = AutoModel.from_pretrained(path, **kwargs)
+    return model.eval(), _fast_tokenizer(path)
+
+
+def _fast_tokenizer(path: Path) -> Tok:
     tokenizer = AutoTokenizer.from_pretrained(path)
     if not tokenizer.is_fast:
         raise ConfigError(
             f"{path}: tokenizer is not a fast tokenizer (no tokenizer.json); word_ids() needs one"
         )
-    return model.eval(), tokenizer
+    return tokenizer
 
 
 def _config_of(source: Path | str) -> tuple:

@@ -91,14 +91,13 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     distances_wanted = "distances" in c.analysis.analyses and bool(c.data.pairs)
     encoder_run = grid.add(encoder.planned(c)) if c.model.trim_vocab else None
     heldout, train, aligned = {}, {}, {}
-    probing = any(c.probed(r) for r in c.finetune.regimes)
+    probing = any(c.probed(r, s) for r, s in product(c.finetune.regimes, c.finetune.seeds))
     # a probe reads each pair's trained alignment loss: probing aligns every pair
     aligned_pairs = c.data.pairs if probing else c.aligned_pairs()
-    for pair in c.data.pairs:
-        if {"distances", "gradients"} & set(c.analysis.analyses):
+    if {"distances", "gradients"} & set(c.analysis.analyses):
+        for pair in _heldout_pairs(c, distances_wanted):
             heldout[pair] = grid.add(wordpairs.planned(c, pair, "heldout", encoder_run))
-        if pair not in aligned_pairs:
-            continue
+    for pair in aligned_pairs:
         train[pair] = grid.add(wordpairs.planned(c, pair, "train", encoder_run))
         inputs = align.Inputs(encoder_run, train[pair])
         for seed, task in product(c.finetune.seeds, c.data.tasks):
@@ -109,21 +108,25 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
         inputs = distances.Inputs(encoder_run, heldout)
         grid.add(distances.planned(c, "base", {"stage": "base"}, bf16, inputs))
         for (pair, seed, _), run in aligned.items():
-            record = {"stage": "aligned", "pair": pair, "seed": seed}
-            inputs = distances.Inputs(run, heldout)
-            grid.add(distances.planned(c, f"aligned-{pair}-s{seed}", record, bf16, inputs))
+            if c.measured_seed(seed):
+                record = {"stage": "aligned", "pair": pair, "seed": seed}
+                inputs = distances.Inputs(run, heldout)
+                grid.add(distances.planned(c, f"aligned-{pair}-s{seed}", record, bf16, inputs))
     for task, seed, (regime, pair) in product(c.data.tasks, c.finetune.seeds, c.variants()):
         v = Variant(task, regime, pair, seed)
         offered = aligned.get((pair, seed, _align_steps(c, task)))
         inputs = finetune.Inputs(encoder_run, offered, train.get(pair))
         ft_run = grid.add(finetune.planned(c, v, bf16, inputs))
-        if distances_wanted and regime in c.analysis.distance_regimes:
+        measured = regime in c.analysis.distance_regimes and c.measured_seed(seed)
+        if distances_wanted and measured:
             record = {"stage": "finetuned", **asdict(v)}
             inputs = distances.Inputs(ft_run, heldout)
             grid.add(distances.planned(c, f"finetuned-{v.name}", record, bf16, inputs))
         grid.add(evaluate.planned(c, v, bf16, ft_run))
-        if c.probed(regime):
-            _plan_probes(grid, v, probe.Inputs(encoder_run, ft_run, heldout=heldout), aligned)
+        if c.probed(regime, seed):
+            pair_heldout = {p: heldout[p] for p in c.data.pairs}
+            inputs = probe.Inputs(encoder_run, ft_run, heldout=pair_heldout)
+            _plan_probes(grid, v, inputs, aligned)
     return grid
 
 
@@ -136,6 +139,13 @@ def _plan_probes(grid: Grid, v: Variant, inputs: probe.Inputs, aligned: dict) ->
     dev_langs = tuple(xdata.available_languages(v.task, "dev", grid.source))
     for at in ("start", "end") if v.regime == "baseline" else ("end",):
         grid.add(probe.planned(c, v, at, inputs, dev_langs))
+
+
+def _heldout_pairs(c: Config, distances_wanted: bool) -> list[str]:
+    """The pairs whose held-out word pairs an analysis reads: every aligned pair, and for the
+    distances one pair per target language with bitext."""
+    langs = c.distance_langs if distances_wanted else ()
+    return list(dict.fromkeys([*c.data.pairs, *(f"{c.data.src_lang}-{lg}" for lg in langs)]))
 
 
 def _align_steps(c: Config, task: str) -> int:
@@ -209,6 +219,15 @@ def run_grids(
         bar = tqdm(
             total=len(steps), initial=len(steps) - len(todo), desc="grid", disable=not progress
         )
+        keep = all(c.model.keep_weights for c in configs)
+        freed = [0]
+        by_reader = weights.readers(steps)
+
+        def done(path: Path) -> None:
+            bar.update()
+            if not keep:
+                freed[0] += weights.release_read(steps, by_reader, path)
+
         try:
             engine.execute(
                 steps,
@@ -216,11 +235,11 @@ def run_grids(
                 planner=functools.partial(steps_of, list(configs), root),
                 jobs=n_jobs,
                 scheduler=scheduler,
-                on_done=lambda path: bar.update(),
+                on_done=done,
             )
         finally:
             bar.close()
-        freed = weights.settle(steps, keep=all(c.model.keep_weights for c in configs))
+        freed = freed[0] + weights.settle(steps, keep=keep)
         print(
             f"xlcore grid: done in {time.perf_counter() - start:.0f} s; "
             + (f"{freed / 1e6:,.0f} MB of model weights released; " if freed else "")

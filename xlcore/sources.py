@@ -17,7 +17,12 @@ LAYOUT = {
     "parallel": "parallel/en-{lang}.tsv",
     "tatoeba": "tatoeba/{lang}-en.tsv",
 }
-_WHAT = {"pos": "POS (UD)", "sib": "SIB-200", "parallel": "parallel (NTREX)"}
+_WHAT = {
+    "pos": "POS (UD)",
+    "sib": "SIB-200",
+    "parallel": "parallel (NTREX)",
+    "tatoeba": "Tatoeba",
+}
 
 
 def data_source(config: Config) -> xdata.DataSource:
@@ -37,7 +42,10 @@ def _needs(config: Config) -> list[tuple[str, str, str | None]]:
         needs.extend((task, lang, "test") for lang in config.data.tgt_langs)
     src = config.data.src_lang
     needs.extend(("parallel", pair_lang(pair, src), None) for pair in config.data.pairs)
-    return needs
+    if "distances" in config.analysis.analyses:
+        for lang in config.distance_langs:
+            needs += [("parallel", lang, None), ("tatoeba", lang, None)]
+    return list(dict.fromkeys(needs))
 
 
 def validate_languages(config: Config, source: xdata.DataSource) -> None:

@@ -112,6 +112,22 @@ def _check_recomputed(run: runs.Run, reading: list[Path]) -> None:
     (run.path / RELEASED).unlink()
 
 
+def release_read(
+    steps: Mapping[Path, tuple], by_reader: Mapping[Path, list[Path]], done: Path
+) -> int:
+    """While a grid runs: release the weights ``done`` read whose planned readers are now all
+    complete (a run released before and recomputed waits for :func:`settle`'s check); the
+    bytes freed. Keeps the runs directory's peak near the weights still to be read."""
+    freed = 0
+    for dep in map(Path, steps[done][0].run.spec["deps"].values()):
+        if dep not in steps or steps[dep][0].run.kind not in WEIGHTS:
+            continue
+        run = steps[dep][0].run
+        if run.complete and all(steps[p][0].run.complete for p in by_reader.get(dep, [])):
+            freed += release(run)
+    return freed
+
+
 def settle(steps: Mapping[Path, tuple], keep: bool) -> int:
     """After a grid: check every recomputed run against its released weights, then (unless
     ``keep``) release the weights whose planned readers are all complete; the bytes freed."""
@@ -129,4 +145,13 @@ def settle(steps: Mapping[Path, tuple], keep: bool) -> int:
     return freed
 
 
-__all__ = ["WEIGHTS", "WeightsChangedError", "readers", "reclaim", "release", "released", "settle"]
+__all__ = [
+    "WEIGHTS",
+    "WeightsChangedError",
+    "readers",
+    "reclaim",
+    "release",
+    "release_read",
+    "released",
+    "settle",
+]

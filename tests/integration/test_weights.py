@@ -51,6 +51,21 @@ def test_weights_are_released_once_their_readers_are_complete(tmp_path, kept):
     assert released == ["align", "finetune", "finetune"]
 
 
+def test_weights_are_released_while_the_grid_runs(tmp_path, monkeypatch):
+    """The runs directory's peak stays near the weights still to be read: a model goes as soon
+    as its last reader finishes, before the grid's end (where nothing is left to release)."""
+    from xlcore import weights
+
+    at_end = []
+    settle = weights.settle
+    monkeypatch.setattr(
+        weights, "settle", lambda steps, keep: at_end.append(settle(steps, keep)) or at_end[-1]
+    )
+    root = tmp_path / "runs"
+    run_grid(make_config("smoke", {**SMALL, "keep_weights": False}), root=root, progress=False)
+    assert at_end == [0] and not _weights(root)
+
+
 def test_a_new_reader_recomputes_released_weights_identical_to_the_released_ones(tmp_path, kept):
     root = tmp_path / "runs"
     run_grid(make_config("smoke", {**SMALL, "keep_weights": False}), root=root, progress=False)

@@ -221,7 +221,7 @@ CASES = [
         "unknown-profile",
         lambda ws: make_config("smok"),
         ConfigError,
-        r"^unknown profile 'smok'; choose one of: smoke, mini, paper$",
+        r"^unknown profile 'smok'; choose one of: smoke, mini, extended, paper$",
     ),
     Case(
         "unknown-config-key",

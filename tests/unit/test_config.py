@@ -43,7 +43,7 @@ def test_settings_are_grouped_by_concern_and_flat_names_round_trip():
     cfg = make_config("mini", {"align_loss": "l2", "data": "sample"})
     assert cfg.align.loss == "l2" and cfg.data.root == "sample"
     assert cfg.finetune.learning_rate == pytest.approx(2e-4)
-    assert cfg.analysis.distance_regimes == ("baseline", "sequential")
+    assert cfg.analysis.distance_regimes == ("baseline",)
     assert make_config("mini", cfg.flat()) == cfg
     changed = cfg.replace(align_alpha=0.5)
     assert changed.align.alpha == 0.5 and changed.align.loss == "l2"
@@ -106,7 +106,7 @@ def test_bad_overrides_name_the_fix(override, fragment):
 
 
 def test_unknown_profile_lists_profiles():
-    with pytest.raises(ConfigError, match="smoke, mini, paper"):
+    with pytest.raises(ConfigError, match="smoke, mini, extended, paper"):
         make_config("tiny")
 
 

@@ -69,11 +69,58 @@ def test_strategy_pairs_and_analyses_shape_the_grid(tmp_path):
         root=tmp_path,
     )
     names = [s.run.path.name for s in grid.steps if s.run.kind == "finetune"]
-    for regime in ("alternating", "pcgrad", "gradvac"):
+    for regime in ("joint", "alternating", "pcgrad", "gradvac"):
         assert any(f"-{regime}-en-de-" in n for n in names)
         assert not any(f"-{regime}-en-ru-" in n for n in names)
-    assert any("-joint-en-ru-" in n for n in names)
+    assert any("-sequential-en-ru-" in n for n in names)
     assert not [s for s in grid.steps if s.run.kind == "distances"]
+
+
+@pytest.mark.shared_data
+def test_the_mini_design_seeds_the_core_regimes_and_measures_every_target(tmp_path, data_root):
+    """mini (issue "Evidence"): baseline and sequential with 3 seeds on 4 pairs x 2 tasks, joint
+    on 2 pairs, full test sets for English and the pair languages and 500 sentences elsewhere,
+    the first seed probed, and 4 aligned encoders measured on all 12 targets (48 points)."""
+    grid = plan(make_config("mini", {"data": str(data_root)}), root=tmp_path, progress=False)
+    ft = [s.run.spec["spec"] for s in grid.steps if s.run.kind == "finetune"]
+    for task in ("pos", "sib"):
+        cells = [(f["regime"], f["pair"], f["seed"]) for f in ft if f["task"] == task]
+        assert {s for r, _, s in cells if r == "baseline"} == {1, 2, 3}
+        assert len([1 for r, _, _ in cells if r == "sequential"]) == 4 * 3
+        assert {p for r, p, _ in cells if r == "joint"} == {"en-de", "en-ar"}
+        assert len([1 for r, _, _ in cells if r == "joint"]) == 2 * 3
+    ev = [s.run.spec["spec"] for s in grid.steps if s.run.kind == "evaluate"]
+    limits = dict(zip(ev[0]["langs"], ev[0]["test_limits"], strict=True))
+    assert {lg for lg, n in limits.items() if n is None} == {"en", "de", "ru", "ar", "zh"}
+    assert {n for n in limits.values() if n is not None} == {500}
+    probes = [s.run.spec["spec"] for s in grid.steps if s.run.kind == "probe"]
+    assert probes and {p["seed"] for p in probes} == {1}
+    dist = [s.run.spec["spec"] for s in grid.steps if s.run.kind == "distances"]
+    aligned = [d for d in dist if d["stage"] == "aligned"]
+    assert len(aligned) == 4 and {d["seed"] for d in aligned} == {1}
+    assert all(len(d["langs"]) == 12 for d in dist)
+    assert {(d["stage"], d["regime"]) for d in dist} == {
+        ("base", None),
+        ("aligned", None),
+        ("finetuned", "baseline"),
+    }
+
+
+def test_other_targets_read_fewer_test_sentences_than_the_pair_languages():
+    c = make_config("smoke", {"test_limit": 9, "other_test_limit": 4})
+    assert [c.data.test_limit_of(lg) for lg in ("en", "de", "ru", "ar")] == [9, 9, 9, 4]
+    assert make_config("smoke", {"test_limit": 9}).data.test_limit_of("ar") == 9
+
+
+def test_extended_adds_the_strategies_and_every_seeds_distances():
+    mini, extended = make_config("mini"), make_config("extended")
+    assert set(extended.finetune.regimes) - set(mini.finetune.regimes) == {
+        "alternating",
+        "pcgrad",
+        "gradvac",
+    }
+    assert extended.analysis.distance_seeds is None
+    assert extended.finetune.seeds == mini.finetune.seeds
 
 
 def test_probe_settings_move_the_probes_only(tmp_path):

@@ -145,6 +145,27 @@ def gradient_sentences(gradients: pd.DataFrame) -> list[str]:
     return out
 
 
+def gradient_conflicts(logs: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Per task and regime of PCGrad and GradVac, the mean logged cosine of the α-weighted
+    alignment gradient and the task gradient and the share of steps where it was negative (a
+    conflict); and the sentence that reads it (or says that no such regime ran)."""
+    surgery = logs[logs["regime"].isin(["pcgrad", "gradvac"])] if "grad_cos" in logs else None
+    if surgery is None or surgery.empty:
+        return pd.DataFrame(), (
+            "Neither PCGrad nor GradVac ran in this profile (profile `extended` runs both), so "
+            "no step's gradient conflict was logged."
+        )
+    table = surgery.groupby(["task", "regime"])["grad_cos"].agg(
+        mean_cos="mean", share_negative=lambda c: float((c < 0).mean())
+    )
+    share = float((surgery["grad_cos"] < 0).mean())
+    return table, (
+        "At every training step of PCGrad and GradVac the cosine of the (α-weighted) alignment "
+        f"gradient and the task gradient is logged: it was negative, a conflict, at {share:.0%} "
+        "of the steps."
+    )
+
+
 def _pts(x: float) -> str:
     return f"{x:+.1f}"
 

@@ -57,7 +57,7 @@ def planned(c: Config, name: str, record: dict, bf16: bool, inputs: Inputs) -> P
     """The distances of one encoder; ``record`` names its stage (and the fine-tuning cell of a
     fine-tuned one)."""
     d = c.data
-    langs = d.pair_langs
+    langs = c.distance_langs
     spec = Spec(
         model_name_or_path=c.model.model_name_or_path,
         **{"task": None, "regime": None, "pair": None, "seed": None, **record},

@@ -25,7 +25,8 @@ class Spec:
     pairs: tuple[str, ...]
     train_limit: int | None
     dev_limit: int | None
-    test_limit: int | None
+    test_limit: int | None  # the source's and the pair languages'
+    other_test_limit: int | None  # every other target language's
     align_train_limit: int | None
     distance_langs: tuple[str, ...]  # empty without the distance analysis
     distance_limit: int | None
@@ -42,11 +43,16 @@ def planned(c: Config) -> Planned:
     d = c.data
     files = [(t, d.src_lang, s) for t in d.tasks for s in ("train", "dev")]
     files += [(t, lg, "test") for t in d.tasks for lg in d.test_langs]
-    files += [("parallel", lg, None) for lg in d.pair_langs]
-    distance_langs = d.pair_langs if "distances" in c.analysis.analyses else ()
+    distance_langs = c.distance_langs if "distances" in c.analysis.analyses else ()
+    files += [("parallel", lg, None) for lg in dict.fromkeys([*d.pair_langs, *distance_langs])]
     files += [("sib", lg, "test") for lg in (d.src_lang, *distance_langs)]
     files += [("tatoeba", lg, None) for lg in distance_langs]
-    flat = {**c.flat(), "distance_langs": distance_langs, "sample_seed": SAMPLE_SEED}
+    flat = {
+        **c.flat(),
+        "other_test_limit": d.others_test_limit,
+        "distance_langs": distance_langs,
+        "sample_seed": SAMPLE_SEED,
+    }
     spec = Spec(**{f.name: flat[f.name] for f in fields(Spec)})
     name = c.model.model_name_or_path.replace(":", "-").replace("/", "-")
     return Planned(name, spec, Inputs(), tuple(files))

@@ -28,7 +28,7 @@ class Spec:
     seed: int
     src_lang: str
     langs: tuple[str, ...]
-    test_limit: int | None
+    test_limits: tuple[int | None, ...]  # per language of ``langs``
     train_limit: int | None  # the English training sentences of the majority-tag baseline
     eval_max_seq_length: int
     per_device_eval_batch_size: int
@@ -52,7 +52,7 @@ def planned(c: Config, v: Variant, bf16: bool, finetune: runs.Run) -> Planned:
         **asdict(v),
         src_lang=d.src_lang,
         langs=langs,
-        test_limit=d.test_limit,
+        test_limits=tuple(d.test_limit_of(lg) for lg in langs),
         train_limit=d.train_limit if get_task(v.task).token_level else None,
         eval_max_seq_length=c.finetune.eval_max_seq_length,
         per_device_eval_batch_size=c.finetune.per_device_eval_batch_size,
@@ -69,10 +69,11 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
     if majority:
         majority_train = ctx.task_data(task.name, spec.src_lang, "train", spec.train_limit)
     records, sentences = [], []
+    limits = dict(zip(spec.langs, spec.test_limits, strict=True))
     for lang in tqdm(
         spec.langs, desc=f"evaluate {out.path.name[:40]}", leave=False, disable=not ctx.progress
     ):
-        limit, length = spec.test_limit, spec.eval_max_seq_length
+        limit, length = limits[lang], spec.eval_max_seq_length
         encoded = ctx.encoded(tok, task.name, lang, "test", limit, length)
         batch = spec.per_device_eval_batch_size
         preds = predict(model, encoded, task, tok, batch, ctx.device, spec.bf16, True)
@@ -81,7 +82,7 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
         sentences.append({"lang": lang, "correct": correct, "total": total})
         if majority:
             rec["majority_accuracy"] = majority_baseline(
-                majority_train, ctx.task_data(task.name, lang, "test", spec.test_limit)
+                majority_train, ctx.task_data(task.name, lang, "test", limit)
             )
         records.append(rec)
     return {"records": records, "sentences": sentences}

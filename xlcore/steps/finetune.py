@@ -185,7 +185,7 @@ def load_task_model(finetune_run: runs.Run, device: torch.device | None = None) 
     """The fine-tuned :class:`TaskModel` of a finished run, and its tokenizer."""
     spec = finetune_run.spec["spec"]
     source = json.loads((finetune_run.path / "encoder_source.json").read_text())["encoder"]
-    encoder, tok = encoders.load(source)
+    encoder, tok = encoders.skeleton(source)  # every weight comes from model.pt
     model = TaskModel(encoder, spec["task"], pooling=spec["pooling"])
     weights = runs.check_torch_file(finetune_run, "model.pt")
     state = torch.load(weights, map_location="cpu", weights_only=True)
