@@ -22,7 +22,7 @@ from xlcore.errors import XlcoreError
 
 # The experiments each chapter reads; a chapter not listed reads the grid of its config.
 EXPERIMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"combining": ("grid", "loss_comparison")}
+    {"combining": ("grid", "loss_comparison"), "transfer": ("grid", "training_length")}
 )
 # Chapters that read what the other chapters' executions produced (the execution table): they
 # are executed after the others and again whenever one of those changes.
@@ -48,13 +48,18 @@ def config_of(profile: str, parameters: Mapping[str, object]) -> Config:
 def experiment_configs(name: str, profile: str, parameters: Mapping[str, object]) -> list[Config]:
     """Every config whose grid chapter ``name`` reads, with these parameters."""
     from xlcore.comparison import loss_comparison_configs
+    from xlcore.lengths import length_config
 
     config = config_of(profile, parameters)
     out = [config]
-    if "loss_comparison" in EXPERIMENTS.get(name, ("grid",)):
+    kinds = EXPERIMENTS.get(name, ("grid",))
+    if "loss_comparison" in kinds:
         out += loss_comparison_configs(
             config, list(parameters["losses"]), task=str(parameters["loss_task"])
         )
+    steps, task = parameters.get("longer_steps"), str(parameters.get("length_task", "pos"))
+    if "training_length" in kinds and steps and task in config.data.tasks:
+        out.append(length_config(config, int(steps), task))
     return out
 
 
@@ -113,6 +118,12 @@ class Chapter:
             raise XlcoreError(f"chapter {self.name!r} declares no loss comparison")
         p = self.parameters
         return reader(self.comparison, list(p["losses"]), task=str(p["loss_task"]))
+
+    @property
+    def longer(self):
+        """The training-length comparison's grid (:mod:`xlcore.lengths`), None when not run."""
+        wanted = "training_length" in EXPERIMENTS.get(self.name, ())
+        return self.comparison[0] if wanted and self.comparison else None
 
     @functools.cached_property
     def loss_comparison(self):

@@ -67,6 +67,9 @@ class DataConfig(_Group):
     test_limit: OptionalCount = None  # test examples of the source and every pair language
     # test examples of every other target language (None: as test_limit)
     other_test_limit: OptionalCount = None
+    # test examples of each pair language kept out of evaluation for the gradient probes'
+    # target-language stream, where the task has no dev split in that language (0: none)
+    probe_test_rows: int = Field(0, ge=0)
 
     @property
     def test_langs(self) -> tuple[str, ...]:
@@ -77,6 +80,13 @@ class DataConfig(_Group):
     def pair_langs(self) -> tuple[str, ...]:
         """The non-source language of every pair, in order, without repeats."""
         return tuple(dict.fromkeys(pair_lang(p, self.src_lang) for p in self.pairs))
+
+    def probe_held(self, task_dev_langs: Iterable[str]) -> dict[str, int]:
+        """Pair language → test examples kept for the probes, where the task (whose dev
+        languages are ``task_dev_langs``) has no dev split."""
+        dev = set(task_dev_langs)
+        held = self.probe_test_rows
+        return {lg: held for lg in self.pair_langs if held and lg not in dev}
 
     def test_limit_of(self, lang: str) -> int | None:
         """Test examples read in ``lang``: all of the source's and the pair languages' own

@@ -122,7 +122,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
             record = {"stage": "finetuned", **asdict(v)}
             inputs = distances.Inputs(ft_run, heldout)
             grid.add(distances.planned(c, f"finetuned-{v.name}", record, bf16, inputs))
-        grid.add(evaluate.planned(c, v, bf16, ft_run))
+        grid.add(evaluate.planned(c, v, bf16, ft_run, _dev_langs(grid, task)))
         if c.probed(regime, seed):
             pair_heldout = {p: heldout[p] for p in c.data.pairs}
             inputs = probe.Inputs(encoder_run, ft_run, heldout=pair_heldout)
@@ -136,9 +136,13 @@ def _plan_probes(grid: Grid, v: Variant, inputs: probe.Inputs, aligned: dict) ->
     steps = _align_steps(c, v.task)
     own = {p: r for (p, seed, n), r in aligned.items() if seed == v.seed and n == steps}
     inputs = probe.Inputs(inputs.encoder, inputs.finetuned, own, inputs.heldout)
-    dev_langs = tuple(xdata.available_languages(v.task, "dev", grid.source))
+    dev_langs = _dev_langs(grid, v.task)
     for at in ("start", "end") if v.regime == "baseline" else ("end",):
         grid.add(probe.planned(c, v, at, inputs, dev_langs))
+
+
+def _dev_langs(grid: Grid, task: str) -> tuple[str, ...]:
+    return tuple(xdata.available_languages(task, "dev", grid.source))
 
 
 def _heldout_pairs(c: Config, distances_wanted: bool) -> list[str]:

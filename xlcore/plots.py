@@ -124,6 +124,21 @@ def finetuning_shift(distances: pd.DataFrame, metric: str = "cos_pairs"):
     return fig, ax
 
 
+def dev_curve(curve: pd.DataFrame):
+    """English dev accuracy per fine-tuning step, one line per training length (the mean over
+    seeds, the band their lowest and highest); from :func:`xlcore.lengths.dev_curve`."""
+    _require(curve, ["run", "step", "mean", "min", "max"], "dev_curve")
+    fig, ax = plt.subplots()
+    for run, part in curve.groupby("run", sort=False):
+        (line,) = ax.plot(part["step"], part["mean"], marker="o", ms=3, label=run)
+        ax.fill_between(part["step"], part["min"], part["max"], color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("fine-tuning step")
+    ax.set_ylabel("English dev accuracy (%)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig, ax
+
+
 def delta_scatter(points: pd.DataFrame, correlation: dict | None = None, *, x: str = "delta"):
     """Δdistance against Δaccuracy, one point per pair, seed and language; the title carries
     the correlation and its 95% interval when ``correlation`` (a row of

@@ -12,10 +12,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from xlcore import data as xdata
+from xlcore.errors import ConfigError
 
 SAMPLE_SEED = 0
 """Seeds the sentence samples (and the distance analysis's random pairs): one sample for every
 encoder, so stages compare on the same items."""
+
+
+PROBE_SEED = 1
+"""Draws the test rows kept out of evaluation for the gradient probes' target-language stream."""
 
 
 def sample_rows(n: int, limit: int | None, seed: int = 0) -> list[int]:
@@ -26,6 +31,20 @@ def sample_rows(n: int, limit: int | None, seed: int = 0) -> list[int]:
     if limit is None or limit >= n:
         return list(range(n))
     return sorted(np.random.default_rng(seed).choice(n, size=limit, replace=False).tolist())
+
+
+def probe_split(examples: Sequence, held: int) -> tuple[list, list]:
+    """(evaluated, probed): ``held`` test examples drawn at random (seeded) for the gradient
+    probes' target-language stream where a language has no dev split, and the rest, which
+    alone are evaluated; both in file order."""
+    if held > len(examples) // 2:
+        raise ConfigError(
+            f"probe_test_rows={held} would keep {held} of {len(examples)} test examples out of "
+            "evaluation (at most half may go); lower probe_test_rows"
+        )
+    probed = set(sample_rows(len(examples), held, seed=PROBE_SEED)) if held else set()
+    evaluated = [e for i, e in enumerate(examples) if i not in probed]
+    return evaluated, [e for i, e in enumerate(examples) if i in probed]
 
 
 def stratified_rows(labels: Sequence[int], limit: int | None, seed: int = 0) -> list[int]:

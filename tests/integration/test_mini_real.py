@@ -14,6 +14,7 @@ def test_short_mini_pos_run_beats_majority(data_root, tmp_path):
         {
             "data": str(data_root),
             "tasks": ["pos"],
+            "seeds": [1],
             "regimes": ["baseline"],
             "pairs": [],
             "tgt_langs": ["de"],

@@ -6,6 +6,7 @@ import xlcore.checkpoint
 from xlcore import encoders, runs
 from xlcore.config import REGIMES, STRATEGY_REGIMES, make_config
 from xlcore.errors import GridRunError
+from xlcore.frames import sentence_frame
 from xlcore.grid import distance_frame, evaluation_frame, gradient_frame, plan, run_grid
 from xlcore.samples import distance_sentences
 from xlcore.sources import data_source
@@ -121,8 +122,14 @@ def test_analyses_cover_every_model(smoke_grid):
     for raw in ("cos", "null_labels_raw", "null_pairs_raw"):
         assert grads[raw].between(-1, 1).all()
     assert (grads["norm_task"] > 0).all() and (grads["norm_align"] > 0).all()
-    sib = grads[grads["task"] == "sib"]  # SIB-200 has dev sentences in the pair languages
-    assert sib["target_raw"].notna().all() and (sib["norm_target"] > 0).all()
+    # SIB-200 has dev sentences in the pair languages; UD's POS reads test sentences that
+    # evaluation leaves out (probe_test_rows)
+    assert grads["target_raw"].notna().all() and (grads["norm_target"] > 0).all()
+    held = {s.run.spec["spec"]["task"]: [tuple(x) for x in s.run.spec["spec"]["probe_held"]]
+            for s in grid.steps if s.run.kind == "evaluate"}  # fmt: skip
+    assert held == {"pos": [("de", 3), ("ru", 3)], "sib": []}
+    sentences = sentence_frame(grid)
+    assert sentences.groupby(["task", "lang"])["sentence"].nunique()[("pos", "de")] == 3
 
 
 def test_trimmed_vocabulary_segments_the_distance_sentences_as_the_full_one(tmp_path):

@@ -93,8 +93,13 @@ def test_the_mini_design_seeds_the_core_regimes_and_measures_every_target(tmp_pa
     limits = dict(zip(ev[0]["langs"], ev[0]["test_limits"], strict=True))
     assert {lg for lg, n in limits.items() if n is None} == {"en", "de", "ru", "ar", "zh"}
     assert {n for n in limits.values() if n is not None} == {500}
+    held = {(e["task"], tuple(map(tuple, e["probe_held"]))) for e in ev}
+    assert held == {("pos", tuple((lg, 96) for lg in ("de", "ru", "ar", "zh"))), ("sib", ())}
     probes = [s.run.spec["spec"] for s in grid.steps if s.run.kind == "probe"]
     assert probes and {p["seed"] for p in probes} == {1}
+    for p in probes:  # the target-language stream: SIB-200's dev sets, UD's held-out tests
+        langs = p["held_langs"] if p["task"] == "pos" else p["target_langs"]
+        assert list(langs) == ["de", "ru", "ar", "zh"]
     dist = [s.run.spec["spec"] for s in grid.steps if s.run.kind == "distances"]
     aligned = [d for d in dist if d["stage"] == "aligned"]
     assert len(aligned) == 4 and {d["seed"] for d in aligned} == {1}

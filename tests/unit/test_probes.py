@@ -95,7 +95,8 @@ def test_shuffled_links_keep_sources_and_stay_in_the_sentence():
 def _spec(loss: str) -> probe.Spec:
     return probe.Spec(
         model_name_or_path="tiny-xlmr", task="pos", regime="sequential", pair="en-de", seed=1,
-        at="end", src_lang="en", probe_pairs=("en-de",), target_langs=(), batches=3,
+        at="end", src_lang="en", probe_pairs=("en-de",), target_langs=(), held_langs=(),
+        held=0, test_limit=None, batches=3,
         batch_size=1, max_seq_length=32, dev_limit=None, pooling="mean", align_loss=loss,
         align_layer=-1, align_alpha=0.1,
     )  # fmt: skip
@@ -135,3 +136,16 @@ def test_the_l2_reference_is_the_original_encoder_not_the_aligned_one():
     for (name, p), q in zip(reference.named_parameters(), original.parameters(), strict=False):
         assert torch.equal(p, q), name
         assert not p.requires_grad
+
+
+def test_the_probes_test_rows_are_a_seeded_sample_kept_out_of_evaluation():
+    from xlcore.errors import ConfigError
+    from xlcore.samples import probe_split
+
+    rows = list(range(40))
+    evaluated, probed = probe_split(rows, 12)
+    assert len(probed) == 12 and sorted(evaluated + probed) == rows
+    assert probed != rows[:12] and probe_split(rows, 12) == (evaluated, probed)
+    assert probe_split(rows, 0) == (rows, [])
+    with pytest.raises(ConfigError, match="lower probe_test_rows"):
+        probe_split(rows, 21)

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from xlcore.analysis.summary import guidelines
+from xlcore.analysis.summary import gradient_sentences, guidelines
 
 
 def _row(regime, pair, lang, delta, low, high, task="pos", seeds=3):
@@ -150,3 +150,12 @@ def test_the_null_reading_follows_the_null_intervals(null_high, separated):
     line = next(x for x in guidelines(iv, gradients) if x.startswith("POS, end"))
     assert ("0 of 2 pairs' estimates lie inside" in line) == separated
     assert ("do not separate this agreement" in line) == (not separated)
+
+
+def test_the_target_language_cosine_is_read_from_its_own_intervals():
+    g = _gradients([0.01, 0.02], [0.2, 0.3]).assign(
+        target=[0.2, -0.1], target_low=[0.05, -0.3], target_high=[0.35, 0.1]
+    )
+    line = next(x for x in gradient_sentences(g) if x.startswith("POS, end"))
+    assert "own language" in line and "above zero for 1 and below zero for 0 of 2 pairs" in line
+    assert "own language" not in next(iter(gradient_sentences(_gradients([0.1], [0.2]))))

@@ -79,13 +79,18 @@ def gradient_summary(gradients: pd.DataFrame, group: str = "all_but_embeddings")
     g["below"] = g["cos_high"] < 0
     g["readable"] = g["cos_low"].notna()
     g["in_null"] = g["disattenuated"].between(g["null_labels_low"], g["null_labels_high"])
+    if "target_low" in g:
+        g["target_above"], g["target_below"] = g["target_low"] > 0, g["target_high"] < 0
+        g["target_pairs"] = g["target_low"].notna()
     means = [c for c in _MEANS if c in g]
     by = g.groupby(["task", "regime", "at"], sort=False)
     out = by[means].mean()
     out["pairs"] = by.size()
     out["dis_min"], out["dis_max"] = by["disattenuated"].min(), by["disattenuated"].max()
-    out["above"], out["below"] = by["above"].sum(), by["below"].sum()
-    out["readable"], out["in_null"] = by["readable"].sum(), by["in_null"].sum()
+    counts = ["above", "below", "readable", "in_null", "target_above", "target_below"]
+    for c in [*counts, "target_pairs"]:
+        if c in g:
+            out[c] = by[c].sum()
     return out.reset_index()
 
 
@@ -123,6 +128,19 @@ def _null_reading(r) -> str:
     )  # fmt: skip
 
 
+def _target_reading(r) -> str:
+    """The alignment gradient against the task gradient in the pair's own language."""
+    n = int(r.get("target_pairs", 0) or 0)
+    if not n:
+        return ""
+    return (
+        f"Against the task gradient in the pair's own language (the one that bears on "
+        f"transfer) the corrected cosine is {r['target']:+.2f} on average; its interval lies "
+        f"above zero for {int(r['target_above'])} and below zero for "
+        f"{int(r['target_below'])} of {n} pairs. "
+    )
+
+
 def gradient_sentences(gradients: pd.DataFrame) -> list[str]:
     """What the baseline model's probes say about direction (intervals over K independent
     batches per objective, against empirical nulls) and magnitude (after the weight α)."""
@@ -137,7 +155,7 @@ def gradient_sentences(gradients: pd.DataFrame) -> list[str]:
             f"{int(r['pairs'])} pairs (mean {r['disattenuated']:+.2f}); its 95 % interval lies "
             f"above zero for {int(r['above'])} and below zero for {int(r['below'])}: "
             f"{_direction(r)}; {_null_reading(r)}; unrelated directions of this size give "
-            f"|cos| ≈ {r['random_cos']:.0e}. "
+            f"|cos| ≈ {r['random_cos']:.0e}. {_target_reading(r)}"
             f"The alignment gradient is {r['norm_ratio']:.2g}× the task gradient's norm, "
             f"{r['weighted_ratio']:.2g}× after the weight α = {r['alpha']:g} of joint training, "
             f"and the joint update keeps a cosine of {r['update_cos']:.2f} with the task-only one."

@@ -24,8 +24,10 @@ from xlcore.context import StepContext, Variant, pairs_data
 from xlcore.errors import ConfigError
 from xlcore.gradients import GradientSpace, Stream, probing, stream_gradients, stream_grams
 from xlcore.losses import alignment_forward, build_alignment_loss
+from xlcore.samples import probe_split
 from xlcore.steps import Planned, encoder_path
 from xlcore.taskmodel import IGNORE_INDEX, PieceEncoder, TaskModel, split_task_loss
+from xlcore.tasks import get_task
 
 KIND = "probe"
 VERSION = 1
@@ -36,8 +38,9 @@ AT = ("start", "end")
 @dataclass(frozen=True)
 class Spec:
     """The probe of one fine-tuning run at ``at``, against the alignment objective of each of
-    ``probe_pairs``; ``target_langs`` are the pair languages whose task data outside the test
-    set (a dev split) gives the target-language task stream."""
+    ``probe_pairs``. The target-language task stream reads the dev split of ``target_langs``
+    and, for ``held_langs`` (no dev split), the ``held`` test examples evaluation leaves out
+    (:func:`xlcore.samples.probe_split`)."""
 
     model_name_or_path: str
     task: str
@@ -48,6 +51,9 @@ class Spec:
     src_lang: str
     probe_pairs: tuple[str, ...]
     target_langs: tuple[str, ...]
+    held_langs: tuple[str, ...]
+    held: int
+    test_limit: int | None  # the pair languages' (the held examples are drawn from them)
     batches: int
     batch_size: int
     max_seq_length: int
@@ -78,6 +84,8 @@ def planned(c: Config, v: Variant, at: str, inputs: Inputs, dev_langs: tuple[str
     pairs = tuple(c.data.pairs) if v.pair is None else (v.pair,)
     src = c.data.src_lang
     targets = tuple(pair_lang(p, src) for p in pairs if pair_lang(p, src) in dev_langs)
+    held = c.data.probe_held(dev_langs)
+    held_langs = tuple(pair_lang(p, src) for p in pairs if pair_lang(p, src) in held)
     flat = c.flat()
     spec = Spec(
         **asdict(v),
@@ -86,6 +94,9 @@ def planned(c: Config, v: Variant, at: str, inputs: Inputs, dev_langs: tuple[str
         src_lang=src,
         probe_pairs=pairs,
         target_langs=targets,
+        held_langs=held_langs,
+        held=c.data.probe_test_rows if held_langs else 0,
+        test_limit=c.data.test_limit if held_langs else None,
         batches=c.analysis.probe_batches,
         batch_size=c.analysis.probe_batch_size,
         max_seq_length=flat["max_seq_length"],
@@ -101,7 +112,11 @@ def planned(c: Config, v: Variant, at: str, inputs: Inputs, dev_langs: tuple[str
         {p: inputs.aligned[p] for p in pairs if p in inputs.aligned},
         {p: inputs.heldout[p] for p in pairs},
     )
-    files = ((v.task, src, "dev"), *((v.task, lang, "dev") for lang in targets))
+    files = (
+        (v.task, src, "dev"),
+        *((v.task, lang, "dev") for lang in targets),
+        *((v.task, lang, "test") for lang in held_langs),
+    )
     return Planned(f"{v.name}-{at}", spec, inputs, files)
 
 
@@ -156,15 +171,22 @@ def _model(spec: Spec, inputs: Inputs, ctx: StepContext) -> tuple[TaskModel, obj
 
 
 def _task_batches(spec: Spec, ctx: StepContext, tok, lang: str) -> list[dict]:
-    """K collated batches of ``lang``'s dev data (never trained on, never evaluated)."""
+    """K collated batches of ``lang``'s dev data, or of the test examples held out of
+    evaluation where ``lang`` has no dev split (never trained on, never evaluated)."""
     n, k = spec.batch_size, spec.batches
-    dev = ctx.encoded(tok, spec.task, lang, "dev", spec.dev_limit, spec.max_seq_length)
-    if len(dev) < n * k:
+    if lang in spec.held_langs:
+        test = ctx.task_data(spec.task, lang, "test", spec.test_limit)
+        examples, what, fix = probe_split(test, spec.held)[1], "held-out test", "probe_test_rows"
+    else:
+        examples = ctx.task_data(spec.task, lang, "dev", spec.dev_limit)
+        what, fix = "dev", "dev_limit"
+    if len(examples) < n * k:
         raise ConfigError(
-            f"a gradient probe needs {k} batches of {n} {lang} {spec.task} dev examples, the "
-            f"dev set has {len(dev)}; lower probe_batch_size or probe_batches, or raise dev_limit"
+            f"a gradient probe needs {k} batches of {n} {lang} {spec.task} {what} examples, "
+            f"there are {len(examples)}; lower probe_batch_size or probe_batches, or raise {fix}"
         )
-    return [collate(dev[i * n : (i + 1) * n], tok, spec.task) for i in range(k)]
+    encoded = get_task(spec.task).encode(tok, examples, spec.max_seq_length)
+    return [collate(encoded[i * n : (i + 1) * n], tok, spec.task) for i in range(k)]
 
 
 def shuffled_labels(batch: dict, seed: int) -> dict:
@@ -245,7 +267,7 @@ def _pair_streams(spec, inputs, ctx, tok, model, pair, loss, reference) -> list[
 
     streams = [Stream("align", align_on(data.links)), Stream("align_null", align_on(null_links))]
     lang = pair_lang(pair, spec.src_lang)
-    if lang in spec.target_langs:
+    if lang in (*spec.target_langs, *spec.held_langs):
         batches = _task_batches(spec, ctx, tok, lang)
         streams.append(Stream("target", _task_loss_on(model, batches, ctx.device, False, 0)))
     return streams
