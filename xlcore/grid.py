@@ -91,6 +91,7 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
     distances_wanted = "distances" in c.analysis.analyses and bool(c.data.pairs)
     encoder_run = grid.add(encoder.planned(c)) if c.model.trim_vocab else None
     heldout, train, aligned = {}, {}, {}
+    dev_langs = {t: tuple(xdata.available_languages(t, "dev", source)) for t in c.data.tasks}
     probing = any(c.probed(r, s) for r, s in product(c.finetune.regimes, c.finetune.seeds))
     # a probe reads each pair's trained alignment loss: probing aligns every pair
     aligned_pairs = c.data.pairs if probing else c.aligned_pairs()
@@ -122,27 +123,24 @@ def plan(config: Config, *, root: Path | None = None, progress: bool = True) -> 
             record = {"stage": "finetuned", **asdict(v)}
             inputs = distances.Inputs(ft_run, heldout)
             grid.add(distances.planned(c, f"finetuned-{v.name}", record, bf16, inputs))
-        grid.add(evaluate.planned(c, v, bf16, ft_run, _dev_langs(grid, task)))
+        grid.add(evaluate.planned(c, v, bf16, ft_run, dev_langs[task]))
         if c.probed(regime, seed):
             pair_heldout = {p: heldout[p] for p in c.data.pairs}
             inputs = probe.Inputs(encoder_run, ft_run, heldout=pair_heldout)
-            _plan_probes(grid, v, inputs, aligned)
+            _plan_probes(grid, v, inputs, aligned, dev_langs[task])
     return grid
 
 
-def _plan_probes(grid: Grid, v: Variant, inputs: probe.Inputs, aligned: dict) -> None:
+def _plan_probes(
+    grid: Grid, v: Variant, inputs: probe.Inputs, aligned: dict, dev_langs: tuple[str, ...]
+) -> None:
     """The probes of ``v``'s fine-tuned model: at the end, and for the baseline at the start."""
     c = grid.config
     steps = _align_steps(c, v.task)
     own = {p: r for (p, seed, n), r in aligned.items() if seed == v.seed and n == steps}
     inputs = probe.Inputs(inputs.encoder, inputs.finetuned, own, inputs.heldout)
-    dev_langs = _dev_langs(grid, v.task)
     for at in ("start", "end") if v.regime == "baseline" else ("end",):
         grid.add(probe.planned(c, v, at, inputs, dev_langs))
-
-
-def _dev_langs(grid: Grid, task: str) -> tuple[str, ...]:
-    return tuple(xdata.available_languages(task, "dev", grid.source))
 
 
 def _heldout_pairs(c: Config, distances_wanted: bool) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from xlcore.analysis.stats import NULL
 from xlcore.config import Config, pair_lang
 from xlcore.frames import sentence_frame
 
@@ -60,15 +61,16 @@ def steps_gain(main_grid, longer_grid) -> pd.DataFrame:
 
 
 def seeds_width(sentences: pd.DataFrame, regime: str, langs) -> pd.DataFrame:
-    """Mean half-width (points) of ``regime``'s intervals against the baseline on ``langs``,
-    from the first 1, 2, … of the profile's seeds: what each seed buys in precision."""
-    from xlcore.analysis.transfer import delta_intervals
+    """Mean half-width (points) of ``regime``'s intervals against the baseline on each pair's
+    own language among ``langs``, from the first 1, 2, … of the profile's seeds: what each seed
+    buys in precision."""
+    from xlcore.analysis.transfer import delta_intervals, own_language
 
     seeds = sorted(sentences["seed"].unique())
     part = sentences[sentences["regime"].isin(["baseline", regime]) & sentences["lang"].isin(langs)]
     rows = []
     for k in range(1, len(seeds) + 1):
-        iv = delta_intervals(part[part["seed"].isin(seeds[:k])])
+        iv = own_language(delta_intervals(part[part["seed"].isin(seeds[:k])]))
         rows.append({"seeds": k, "half_width": float(((iv["high"] - iv["low"]) / 2).mean())})
     return pd.DataFrame(rows)
 
@@ -102,7 +104,7 @@ def tradeoff_sentence(
     ]
     first, last = width.iloc[0], width.iloc[-1]
     target = gain[gain["lang"] != src_lang]
-    moved = bool(len(target)) and (target["verdict"] != "no effect detectable").any()
+    moved = bool(len(target)) and (target["verdict"] != NULL).any()
     choice = (
         "Longer training changes the zero-shot accuracy of the models compared, so the study's "
         "conclusions hold for briefly fine-tuned models; the profile keeps its steps for the "
