@@ -23,8 +23,11 @@ from xlcore.readers import file_checksum, read_tsv
 
 pytestmark = pytest.mark.shared_data
 
+UD_COMMIT_COLUMNS = ("repo", "short", "commit", "file", "sha256_matches")
 LANGS = ("mr", "af")  # small files; English (always fetched) comes along
-MR_UD = "/UniversalDependencies/UD_Marathi-UFAL/c02a08246fdb"  # URL path prefix of ud/mr
+# URL path prefixes of ud/mr and ud/af
+MR_UD = "/UniversalDependencies/UD_Marathi-UFAL/c02a08246fdb6c99257d7c5bc6ef14f736a995bf"
+AF_UD = "/UniversalDependencies/UD_Afrikaans-AfriBooms/a6dd726120c8bf1a0f8fb40f6a9ca15e880a192a"
 
 
 def upstream_files(source: xfetch.Source, final: Path) -> dict[str, bytes]:
@@ -172,7 +175,7 @@ def test_fetch_restarts_when_the_server_ignores_range(data_root, server, tmp_pat
 def test_checksum_mismatch_deletes_the_file(data_root, server, mirror_dir, tmp_path):
     root = tmp_path / "data"
     seed_english(data_root, root)
-    upstream = mirror_dir / "UniversalDependencies/UD_Afrikaans-AfriBooms/a6dd726120c8"
+    upstream = mirror_dir / AF_UD.lstrip("/")
     bad = upstream / "af_afribooms-ud-dev.conllu"
     good = bad.read_bytes()
     try:
@@ -225,6 +228,22 @@ def test_sources_table_covers_the_manifest(data_root):
         path: sha for path, sha in manifest(data_root).items() if path != "README.md"
     }
     assert all(u.startswith(xfetch.UPSTREAM + "/") for s in sources for u in s.urls)
+
+
+def test_ud_urls_carry_the_full_verified_commit(data_root):
+    """Abbreviated commits need not resolve on GitHub; every UD URL names the full 40-hex commit
+    that ``ud_commits.tsv`` verified against the file's checksum."""
+    verified = {
+        (row[0], row[3]): row[2]
+        for row in read_tsv(data_root / "ud_commits.tsv", UD_COMMIT_COLUMNS)
+        if row[4] == "yes"
+    }
+    ud_urls = [urlparse(u).path for s in xfetch.load_sources() if s.part == "ud" for u in s.urls]
+    assert ud_urls
+    for path in ud_urls:
+        _, _, repo, commit, name = path.split("/")
+        assert re.fullmatch(r"[0-9a-f]{40}", commit), path
+        assert verified[(repo, name)] == commit, path
 
 
 def test_command_line_says_where_the_data_went(data_root, server, tmp_path):
