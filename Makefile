@@ -8,9 +8,11 @@ PROFILE ?= mini
 SET ?=
 # Runs computed at once (worker processes); empty: $XLCORE_JOBS, else auto (2 on a CPU, 1 on a GPU).
 JOBS ?=
-# The real data root: $XLCORE_DATA if set, else ../shared/data when it exists; otherwise xlcore
-# falls back to its download cache, then to the built-in sample corpus (and says so).
-XLCORE_DATA ?= $(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),)
+# The data: DATA=path/to/root, or DATA=sample for the built-in demo corpus (numbers mean nothing).
+# Default: $XLCORE_DATA if set, else ../shared/data when it exists; with neither, `make book` fetches
+# what the profile needs from the public sources into xlcore's download cache (it says how much).
+DATA ?= $(or $(XLCORE_DATA),$(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),))
+XLCORE_DATA := $(DATA)
 export XLCORE_DATA
 export XLCORE_RUNS ?= $(abspath runs)
 export HF_HUB_OFFLINE ?= 1

@@ -316,6 +316,7 @@ def build(
     ``scheduler`` are :func:`xlcore.grid.run_grids`'s (the runs directory is also each chapter's
     ``runs`` parameter)."""
     from xlcore.grid import run_grids
+    from xlcore.sources import provide
 
     root = Path(root).resolve()
     runs_root = Path(runs).resolve() if runs else runs_dir()
@@ -329,6 +330,7 @@ def build(
         _source(root, only)
         check_parameters(root, only, parameters)
     profile = str(parameters.pop("profile", profile))
+    provide(make_config(profile), progress=progress)
     restrict = _sample_restrictions(profile, parameters)
     _announce_data(profile, restrict)
 
@@ -364,16 +366,11 @@ def _announce_data(profile: str, restrict: Mapping[str, object]) -> None:
     from xlcore.sources import data_source
 
     source = data_source(make_config(profile))
-    if source.kind == "sample" and make_config(profile).data.root == "sample":
+    if source.kind == "sample":
+        why = "by design" if make_config(profile).data.root == "sample" else "(XLCORE_DATA=sample)"
         _say(
-            f"profile {profile} reads the built-in sample corpus by design; "
-            "its numbers mean nothing"
-        )
-    elif source.kind == "sample":
-        _say(
-            "NO DATA ROOT FOUND: building on the built-in sample corpus (five languages, a "
-            "few sentences each); its numbers mean nothing. Set XLCORE_DATA to a data root or "
-            "run `xlcore data fetch`, then rebuild."
+            f"profile {profile} reads the built-in sample corpus {why}: five languages, a few "
+            "sentences each; its numbers mean nothing"
         )
         if restrict:
             _say(f"sample corpus: restricted to {restrict}")

@@ -32,7 +32,7 @@ import numpy as np
 
 from xlcore.errors import ConfigError, DataError
 from xlcore.languages import LANGUAGES
-from xlcore.paths import SAMPLE_ROOT, download_root, env_data_root
+from xlcore.paths import SAMPLE_ROOT, download_root, env_data_root, env_wants_sample
 from xlcore.readers import TaggedSentence, read_conllu, read_tsv, stat_key
 
 SIB_LABELS: tuple[str, ...] = (
@@ -72,7 +72,7 @@ class ParallelPair:
 class DataSource:
     """A data root and how it was chosen (``XLCORE_DATA``, ``download``, ``sample``, ``explicit``).
 
-    ``note`` (optional) says why, e.g. "no data root found" for the sample fallback.
+    ``note`` (optional) says why, e.g. "XLCORE_DATA=sample".
     """
 
     root: Path
@@ -106,8 +106,8 @@ def _holds_data(root: Path) -> bool:
 def _check_root(root: Path, origin: str) -> None:
     hint = (
         "point it at a data root with the layout of ../shared/data (ud/, sib200/, tatoeba/, "
-        "parallel/), fill one with `xlcore data fetch --langs de,ru --root DIR`, or leave it "
-        "unset to use the built-in sample corpus"
+        "parallel/), fill one with `xlcore data fetch --langs de,ru --root DIR`, or set it to "
+        "`sample` for the built-in sample corpus"
     )
     if not root.is_dir():
         raise DataError(f"{origin} data root {root} does not exist; {hint}")
@@ -118,16 +118,18 @@ def _check_root(root: Path, origin: str) -> None:
 
 
 def resolve_source(root: str | os.PathLike | None = None) -> DataSource:
-    """The data source to read: ``root`` if given, else ``$XLCORE_DATA``, else the download
-    folder of ``xlcore data fetch`` if it holds data, else the built-in sample corpus.
+    """The data source to read: ``root`` if given, else ``$XLCORE_DATA`` (a data root, or
+    ``sample`` for the built-in sample corpus), else the download folder of ``xlcore data fetch``.
 
     A root named explicitly or by ``XLCORE_DATA`` that does not exist (or holds no data) is an
-    error, never a silent fallback to the sample.
+    error, and so is an empty download folder: the sample corpus is read only when asked for.
     """
     if root is not None:
         path = Path(root).expanduser().resolve()
         _check_root(path, "the given")
         return DataSource(path, "explicit")
+    if env_wants_sample():
+        return DataSource(SAMPLE_ROOT, "sample", "XLCORE_DATA=sample")
     env = env_data_root()
     if env is not None:
         _check_root(env, f"XLCORE_DATA={env}:")
@@ -135,7 +137,19 @@ def resolve_source(root: str | os.PathLike | None = None) -> DataSource:
     downloaded = download_root()
     if downloaded.is_dir() and _holds_data(downloaded):
         return DataSource(downloaded, "download")
-    return DataSource(SAMPLE_ROOT, "sample", "no data root found")
+    raise DataError(no_data_message(downloaded))
+
+
+def no_data_message(downloaded: Path, reason: str = "") -> str:
+    """The one message for a build without data, naming the two ways on."""
+    why = f" and the public sources cannot be reached ({reason})" if reason else ""
+    return (
+        f"no data: XLCORE_DATA is unset, the download folder {downloaded} holds no data{why}. "
+        "Either set XLCORE_DATA to a data root (the layout of the data README: ud/, sib200/, "
+        "tatoeba/, parallel/), or build the demo on the built-in sample corpus, whose numbers "
+        "mean nothing: `make book DATA=sample` (XLCORE_DATA=sample)"
+        + ("" if reason else "; `xlcore grid` and `make book` fetch what a profile needs")
+    )
 
 
 def _source(source: DataSource | str | os.PathLike | None) -> DataSource:

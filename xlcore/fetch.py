@@ -34,12 +34,17 @@ from xlcore.readers import read_tsv
 
 PARTS: tuple[str, ...] = ("ud", "sib200", "tatoeba", "parallel")
 UPSTREAM = "https://raw.githubusercontent.com"
+MIRROR_ENV = "XLCORE_MIRROR"  # a URL with the same paths that replaces UPSTREAM (builds' fetch)
 SOURCES_FILE = PACKAGE_DIR / "sources.tsv"
-SOURCE_COLUMNS = ("lang", "part", "path", "method", "sha256", "urls")
+SOURCE_COLUMNS = ("lang", "part", "path", "method", "sha256", "bytes", "urls")
 STAGING = ".upstream"  # below the data root: upstream files that are joined into one final file
 _CHUNK = 1 << 16
 _TIMEOUT_S = 60
 _USER_AGENT = "xlalign-data-fetch/0.1 (Python urllib)"
+
+
+class UnreachableError(DataError):
+    """The upstream server (or the mirror) could not be reached at all: no network, or offline."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ class Source:
     ``lang`` is ``*`` for a file every language of the part needs (NTREX document ids);
     ``method`` is ``copy`` (one URL, bytes unchanged), ``tatoeba`` (join the LASER ``.eng`` and
     ``.<xxx>`` files), ``ntrex`` (join NTREX source and reference with ids ``nt0001``…) or
-    ``ntrex_documents`` (number NTREX's ``DOCUMENT_IDS.tsv``).
+    ``ntrex_documents`` (number NTREX's ``DOCUMENT_IDS.tsv``); ``size`` is the final file's
+    size in bytes (what a fetch announces; the upstream pieces of a joined file are about as large).
     """
 
     lang: str
@@ -57,13 +63,14 @@ class Source:
     path: str
     method: str
     sha256: str
+    size: int
     urls: tuple[str, ...]
 
 
 def load_sources(path: Path = SOURCES_FILE) -> list[Source]:
     """Every row of ``sources.tsv``."""
     rows = read_tsv(path, SOURCE_COLUMNS)
-    return [Source(*row[:5], tuple(row[5].split())) for row in rows]
+    return [Source(*row[:5], int(row[5]), tuple(row[6].split())) for row in rows]
 
 
 def plan(langs: Sequence[str], parts: Sequence[str] = PARTS) -> list[Source]:
@@ -210,7 +217,7 @@ def _download(url: str, part: Path, *, progress: bool, desc: str) -> None:
         raise DataError(f"download failed: {url}: HTTP {exc.code} {exc.reason}{hint}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DataError(
+        raise UnreachableError(
             f"could not download {url}: {reason}; check the network connection (or use --mirror); "
             "partial downloads are resumed on the next run"
         ) from None

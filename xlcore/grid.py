@@ -33,7 +33,7 @@ from xlcore.frames import (
     gradient_frame,
 )
 from xlcore.paths import runs_dir
-from xlcore.sources import checksums, data_source, validate_languages
+from xlcore.sources import checksums, data_source, provide, validate_languages
 from xlcore.steps import (
     Planned,
     align,
@@ -199,6 +199,8 @@ def run_grids(
     root = root or runs_dir()
     n_jobs = resolve_jobs(jobs)
     scheduler = resolve_scheduler(scheduler)
+    for config in configs:  # a build without a data root fetches what it reads, before planning
+        provide(config, progress=progress)
     with runs.grid_lock(root):
         grids = [plan(config, root=root, progress=progress) for config in configs]
         steps = _steps_by_path(grids)

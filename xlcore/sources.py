@@ -1,14 +1,16 @@
-"""The data a grid reads: its source, the languages that source has, and the file checksums that
-run keys hash."""
+"""The data a grid reads: its source (fetched from the public sources when there is none), the
+languages that source has, and the file checksums that run keys hash."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from xlcore import data as xdata
+from xlcore import fetch
 from xlcore.config import Config, pair_lang
-from xlcore.errors import ConfigError
-from xlcore.paths import SAMPLE_ROOT
+from xlcore.errors import ConfigError, DataError
+from xlcore.paths import SAMPLE_ROOT, download_root, env_data_root, env_wants_sample
 from xlcore.readers import file_checksum
 
 LAYOUT = {
@@ -32,6 +34,48 @@ def data_source(config: Config) -> xdata.DataSource:
     if config.data.root == "auto":
         return xdata.resolve_source()
     return xdata.resolve_source(Path(config.data.root))
+
+
+def fetch_plan(config: Config) -> tuple[list[str], list[str]]:
+    """The languages and ``xlcore data fetch`` parts that ``config`` reads: every file of the
+    public sources it needs, dev splits included (the probes read them where they exist)."""
+    d, distances = config.data, "distances" in config.analysis.analyses
+    langs = [d.src_lang, *d.tgt_langs, *d.pair_langs, *(config.distance_langs if distances else ())]
+    wanted = {
+        "ud": "pos" in d.tasks,
+        "sib200": "sib" in d.tasks,
+        "parallel": bool(d.pairs) or distances,
+        "tatoeba": distances,
+    }
+    return list(dict.fromkeys(langs)), [part for part in fetch.PARTS if wanted[part]]
+
+
+def provide(config: Config, progress: bool = True) -> xdata.DataSource:
+    """The data source of ``config``, fetched first where there is none.
+
+    With ``data: auto``, ``XLCORE_DATA`` unset and files the profile needs missing from the
+    download folder, it says what and how much, then downloads them (progress bars, checksums,
+    resume; ``XLCORE_MIRROR`` replaces the upstream host). Offline, one :class:`DataError` names
+    the two ways on.
+    """
+    if config.data.root != "auto" or env_wants_sample() or env_data_root() is not None:
+        return data_source(config)
+    root = download_root()
+    langs, parts = fetch_plan(config)
+    missing = [s for s in fetch.plan(langs, parts) if not (root / s.path).is_file()]
+    if missing:
+        size = sum(s.size for s in missing) / 1e6
+        print(
+            f"xlcore: no data root; fetching the {len(missing)} files ({size:.1f} MB) that profile "
+            f"{config.profile} needs from UD, SIB-200, Tatoeba and NTREX-128 into {root}",
+            flush=True,
+        )
+        try:
+            fetch.fetch(langs, root, mirror=os.environ.get(fetch.MIRROR_ENV), parts=parts,
+                        progress=progress)  # fmt: skip
+        except fetch.UnreachableError as exc:
+            raise DataError(xdata.no_data_message(root, reason=str(exc))) from None
+    return data_source(config)
 
 
 def _needs(config: Config) -> list[tuple[str, str, str | None]]:

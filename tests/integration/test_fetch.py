@@ -18,8 +18,10 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from xlcore import fetch as xfetch
+from xlcore.config import make_config
 from xlcore.errors import DataError
 from xlcore.readers import file_checksum, read_tsv
+from xlcore.sources import fetch_plan, provide
 
 pytestmark = pytest.mark.shared_data
 
@@ -270,3 +272,48 @@ def test_command_line_says_where_the_data_went(data_root, server, tmp_path):
         assert args.func(args) == 0
     assert f"export XLCORE_DATA={root}" in out.getvalue()
     assert (root / "ud/mr/test.conllu").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# A build without a data root
+
+
+@pytest.fixture
+def no_data(monkeypatch, tmp_path):
+    monkeypatch.delenv("XLCORE_DATA", raising=False)
+    monkeypatch.setenv("XLCORE_CACHE", str(tmp_path / "cache"))
+    return monkeypatch
+
+
+def test_a_build_without_data_fetches_what_its_profile_reads(
+    no_data, data_root, server, tmp_path, capsys
+):
+    no_data.setenv(xfetch.MIRROR_ENV, server.url)
+    config = make_config("mini", {"tgt_langs": list(LANGS), "pairs": ["en-af"]})
+    wanted = xfetch.plan(*fetch_plan(config))
+    source = provide(config, progress=False)
+    root = tmp_path / "cache" / "data"
+    assert source.kind == "download" and source.root == root
+    mb = sum(s.size for s in wanted) / 1e6
+    assert f"fetching the {len(wanted)} files ({mb:.1f} MB) that profile mini needs" in (
+        capsys.readouterr().out
+    )
+    expected = manifest(data_root)
+    assert {s.path for s in wanted} >= {"ud/mr/test.conllu", "tatoeba/af-en.tsv"}
+    assert all(file_checksum(root / s.path) == expected[s.path] for s in wanted)
+    assert leftovers(root) == []
+    requests = len(server.requests)
+    assert provide(config, progress=False) == source
+    assert len(server.requests) == requests and capsys.readouterr().out == ""
+
+
+def test_offline_build_without_data_names_the_two_ways_on(no_data, tmp_path):
+    no_data.setenv(xfetch.MIRROR_ENV, "http://127.0.0.1:9")  # the discard port: refused
+    with pytest.raises(DataError) as exc_info:
+        provide(make_config("mini"), progress=False)
+    message = str(exc_info.value)
+    assert "public sources cannot be reached" in message
+    assert "set XLCORE_DATA to a data root" in message and "`make book DATA=sample`" in message
+    assert leftovers(tmp_path / "cache") == []
+    no_data.setenv("XLCORE_DATA", "sample")
+    assert provide(make_config("mini"), progress=False).kind == "sample"

@@ -348,9 +348,15 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def test_resolve_source_precedence(clean_env, root, tmp_path):
+    with pytest.raises(DataError) as exc_info:  # the sample corpus only when asked for
+        resolve_source()
+    assert "set XLCORE_DATA to a data root" in str(exc_info.value)
+    assert "`make book DATA=sample`" in str(exc_info.value)
+    clean_env.setenv("XLCORE_DATA", "sample")
     source = resolve_source()
-    assert source.kind == "sample" and source.root == SAMPLE_ROOT
-    assert source.describe() == "the built-in sample corpus (no data root found)"
+    assert source == DataSource(SAMPLE_ROOT, "sample", "XLCORE_DATA=sample")
+    assert source.describe() == "the built-in sample corpus (XLCORE_DATA=sample)"
+    clean_env.delenv("XLCORE_DATA")
 
     downloaded = tmp_path / "cache" / "data"
     write(downloaded / "sib200/de/test.tsv", ["index_id\tcategory\ttext", "1\ttravel\tGo."])
