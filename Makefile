@@ -33,9 +33,11 @@ setup: $(VENV)/.installed
 grid: setup
 	$(PY) -m xlcore.cli grid --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(foreach s,$(SET),--set $(s))
 
-# The main job: run the grid, execute every chapter, build the HTML into _build/html.
+# The main job: run the grid, execute every chapter, build the HTML into _build/html; the build
+# writes its results archive to _build/results/. RESULTS=archive.zip builds from one, computing nothing.
+RESULTS ?=
 book: setup
-	$(PY) -m xlcore.cli book --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m xlcore.cli book --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(if $(RESULTS),--results $(RESULTS))
 
 # Re-execute one chapter with new parameters and rebuild the book, e.g.
 #   make chapter CHAPTER=distances PARAMS='pairs=["en-fi"]'

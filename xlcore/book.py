@@ -31,12 +31,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlcore import chapter, widgets
+from xlcore import archive, chapter, widgets
 from xlcore.config import make_config, pair_lang, unknown_key_message
 from xlcore.errors import BookError, ConfigError
 from xlcore.paths import PACKAGE_DIR, PROJECT_DIR, runs_dir
 
 METADATA_KEY = "xlalign"
+RESULTS_FILE = "_build/results/xlalign-results-{profile}.zip"  # below the project root
+ARCHIVE_LINK = "results.zip"  # the archive's name beside the executed chapters (download link)
 
 
 @dataclass
@@ -310,11 +312,13 @@ def build(
     runs: str | Path | None = None,
     jobs: int | str | None = None,
     scheduler: str | None = None,
+    results: str | Path | None = None,
 ) -> BookBuild:
     """Compute every chapter's runs, execute every chapter (``only``: re-execute just that one
     with ``parameters``) and build the HTML into ``_build/html``. ``runs``, ``jobs`` and
     ``scheduler`` are :func:`xlcore.grid.run_grids`'s (the runs directory is also each chapter's
-    ``runs`` parameter)."""
+    ``runs`` parameter). The build writes a results archive (:mod:`xlcore.archive`);
+    ``results``: build from such an archive instead, computing nothing."""
     from xlcore.grid import run_grids
     from xlcore.sources import provide
 
@@ -329,6 +333,10 @@ def build(
     if only is not None:
         _source(root, only)
         check_parameters(root, only, parameters)
+    if results is not None:
+        if only is not None:
+            raise ConfigError("--results builds the whole book as archived: drop --chapter")
+        return _build_from_archive(root, names, results, force)
     profile = str(parameters.pop("profile", profile))
     provide(make_config(profile), progress=progress)
     restrict = _sample_restrictions(profile, parameters)
@@ -343,16 +351,48 @@ def build(
         return p
 
     # One execution for every chapter's grid.
-    configs = _chapter_configs(root, names, profile, params_of)
-    run_grids(configs, root=runs_root, progress=progress, jobs=jobs, scheduler=scheduler)
+    plans = _chapter_plans(root, names, profile, params_of)
+    configs = list({archive.config_digest(c): c for p in plans for c in p.configs}.values())
+    grids = run_grids(configs, root=runs_root, progress=progress, jobs=jobs, scheduler=scheduler)
+    written = archive.write(
+        root / RESULTS_FILE.format(profile=profile),
+        plans,
+        {archive.config_digest(g.config): g for g in grids},
+    )
+    _say(f"results archive: {written} ({written.stat().st_size / 1e6:.1f} MB)")
+    return _execute_and_build(root, names, params_of, force, only, written)
+
+
+def _build_from_archive(root: Path, names: list[str], path: str | Path, force: bool) -> BookBuild:
+    """Execute every chapter on an extracted results archive and build the HTML."""
+    stored = archive.extract(path, root / "_build" / "archives")
+    chapters_of = stored.index["chapters"]
+    absent = [name for name in names if name not in chapters_of]
+    if absent:
+        raise archive.ArchiveError(
+            f"the results archive has no chapter {', '.join(map(repr, absent))} (it was written "
+            "by a book with other chapters): build the book from the data (`make book`)"
+        )
+    _say(f"reading the {stored.origin}")
+
+    def params_of(name: str) -> dict[str, object]:
+        return {**chapters_of[name]["parameters"], "runs": _kernel_path(stored.root, root)}
+
+    return _execute_and_build(root, names, params_of, force, None, Path(path).resolve())
+
+
+def _execute_and_build(
+    root: Path, names: list[str], params_of: Callable, force: bool, only: str | None, results: Path
+) -> BookBuild:
     vendored = widgets.vendor_widgets(root) is not None
     src = root / "_build" / "src"
     stage(root, src, vendored)
-    results = _execute_chapters(root, names, src / "book", params_of, force, only)
+    shutil.copyfile(results, src / "book" / ARCHIVE_LINK)  # the book links to the archive
+    results_ = _execute_chapters(root, names, src / "book", params_of, force, only)
     _say("building HTML (jupyter-book, warnings are errors)")
     index = build_html(src, root)
     _say(f"done; open {index}")
-    return BookBuild(index, results)
+    return BookBuild(index, results_)
 
 
 def _kernel_path(path: Path, root: Path) -> str:
@@ -378,15 +418,17 @@ def _announce_data(profile: str, restrict: Mapping[str, object]) -> None:
         _say(f"profile {profile}; data: {source.describe()}")
 
 
-def _chapter_configs(root: Path, names: list[str], profile: str, params_of: Callable) -> list:
-    """Every distinct config the chapters read (:func:`xlcore.chapter.experiment_configs`) with
-    their default parameters and the build's."""
-    configs = {}
+def _chapter_plans(
+    root: Path, names: list[str], profile: str, params_of: Callable
+) -> list[archive.ChapterPlan]:
+    """What every chapter reads with its default parameters and the build's: the configs of
+    :func:`xlcore.chapter.experiment_configs`."""
+    plans = []
     for name in names:
         parameters = {**chapter_parameters(root, name), **params_of(name)}
-        for config in chapter.experiment_configs(name, profile, parameters):
-            configs[repr(config)] = config
-    return list(configs.values())
+        configs = chapter.experiment_configs(name, profile, parameters)
+        plans.append(archive.ChapterPlan(name, parameters, configs))
+    return plans
 
 
 def _execute_chapters(

@@ -2,9 +2,10 @@
 
 A chapter's set-up is one call, ``xlcore.chapter.open("transfer", profile=profile, ...)`` with
 the chapter's parameters. It plans the chapter's experiments (nothing is computed) and stops,
-naming the command that computes them, when a run is missing. ``xlcore book`` computes every
-chapter's experiments first (:func:`experiment_configs`), then executes the chapters;
-``xlcore grid --chapter NAME`` computes one chapter's.
+naming the command that computes them, when a run is missing; when its runs directory is an
+extracted results archive (:mod:`xlcore.archive`) it reads the archived runs instead.
+``xlcore book`` computes every chapter's experiments first (:func:`experiment_configs`), then
+executes the chapters; ``xlcore grid --chapter NAME`` computes one chapter's.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class Chapter:
     grid: object
     parameters: Mapping[str, object] = field(default_factory=dict)
     comparison: Sequence = ()
+    archive: object = None  # the results archive read instead of the runs directory, if any
 
     evaluations = _frame("evaluation_frame")
     sentences = _frame("sentence_frame")
@@ -118,6 +120,27 @@ class Chapter:
             raise XlcoreError(f"chapter {self.name!r} declares no loss comparison")
         p = self.parameters
         return reader(self.comparison, list(p["losses"]), task=str(p["loss_task"]))
+
+    @functools.cached_property
+    def inventory(self):
+        """Per language of the data the build read: test sizes, bitext and whether the config
+        uses it (:func:`xlcore.report.data_inventory`; recorded in a results archive)."""
+        import pandas as pd
+
+        from xlcore.report import data_inventory
+
+        if self.archive is not None:
+            return pd.DataFrame(self.grid.inventory)
+        return data_inventory(self.config)
+
+    def encoder_table(self, names: Sequence[str]):
+        """One column per encoder: architecture, sizes, parameter count and source."""
+        import pandas as pd
+
+        from xlcore import encoders
+
+        describe = self.archive.describe_encoder if self.archive else encoders.describe_or_say
+        return pd.DataFrame([describe(name) for name in dict.fromkeys(names)]).set_index("name").T
 
     @property
     def longer(self):
@@ -146,11 +169,16 @@ def open(  # noqa: A001
     """Plan chapter ``name``'s experiments for ``profile`` and ``parameters`` and return them,
     read-only; raise :class:`RunsMissingError` with the computing command if a run is missing.
     ``runs``: the runs directory (empty or None: ``$XLCORE_RUNS``, else ``./runs``)."""
-    from xlcore import plots
+    from xlcore import archive, plots
     from xlcore.grid import plan
 
     root = Path(runs).resolve() if runs else None
     configs = experiment_configs(name, profile, parameters)
+    stored = archive.load(root)
+    plots.set_style()
+    if stored is not None:
+        grids = stored.grids(name, configs)
+        return Chapter(name, configs[0], grids[0], dict(parameters), grids[1:], stored)
     grids = [plan(c, root=root, progress=False) for c in configs]
     steps = {s.run.path: s for g in grids for s in g.steps}
     missing = [s for s in steps.values() if not s.run.complete]
@@ -161,5 +189,4 @@ def open(  # noqa: A001
             f"    {command(name, profile, parameters, runs)}\n"
             f"or build the book (`make book`), which computes every chapter's runs first"
         )
-    plots.set_style()
     return Chapter(name, configs[0], grids[0], dict(parameters), grids[1:])

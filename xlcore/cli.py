@@ -65,6 +65,7 @@ def _book(args: argparse.Namespace) -> int:
         runs=args.runs,
         jobs=_jobs(args),
         scheduler=args.scheduler,
+        results=args.results,
     )
     return 0
 
@@ -151,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a chapter parameter as a Python literal, e.g. --param 'pairs=[\"en-fi\"]'",
     )
     book.add_argument("--force", action="store_true", help="re-execute unchanged chapters too")
+    book.add_argument(
+        "--results",
+        help="build the book from this results archive (a .zip a build wrote), computing nothing",
+    )
     book.add_argument("--runs", help="runs directory (default: $XLCORE_RUNS or ./runs)")
     book.add_argument("--jobs", help=JOBS_HELP)
     book.add_argument("--scheduler", help=SCHEDULER_HELP)

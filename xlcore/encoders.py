@@ -190,6 +190,15 @@ def describe(name_or_path: str, *, cache: Path | None = None) -> dict:
     }
 
 
+def describe_or_say(name: str) -> dict:
+    """:func:`describe`, or a row saying the encoder is not available here (a hub model while
+    offline) instead of failing the page that lists it."""
+    try:
+        return describe(name)
+    except Exception as exc:  # noqa: BLE001 (any loader failure means "not available")
+        return {"name": name, "source": f"not available here ({type(exc).__name__})"}
+
+
 # ----------------------------------------------------------------------------- loading
 
 

@@ -11,21 +11,24 @@ from xlcore.config import Config
 
 
 def provenance_text(grid) -> str:
-    """A MyST admonition naming the profile, model, data source and runs directory."""
+    """A MyST admonition naming the profile, model, data source and runs (and the results
+    archive they were read from, if any)."""
     c = grid.config
     sample = grid.source.kind == "sample"
     kind = "warning" if sample or c.profile == "smoke" else "note"
+    origin = getattr(grid, "origin", "")
     lines = [
         f"```{{{kind}}} Where these results come from",
         f"Profile **{c.profile}**, encoder `{c.model.model_name_or_path}`, "
         f"data: {grid.source.describe()}; seeds {', '.join(map(str, c.finetune.seeds))}; "
-        f"{len(grid.steps)} runs in `{grid.root}`.",
+        f"{len(grid.steps)} runs (listed in the reproducibility appendix)"
+        + (f"; read from the {origin}." if origin else "."),
     ]
     if sample:
         lines.append(
             "\n**These numbers come from the tiny built-in sample corpus, not from the real "
-            "experiment.** Set `XLCORE_DATA` to a data root (or run `xlcore data fetch`) and "
-            "rebuild to get real results."
+            "experiment.** Build without `DATA=sample` (the build fetches the real data, or "
+            "reads `XLCORE_DATA`) to get real results."
         )
     if c.profile == "smoke":
         lines.append(

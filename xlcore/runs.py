@@ -107,7 +107,8 @@ def run_key(
 # ---------------------------------------------------------------------------- provenance
 
 
-def _git_commit() -> dict:
+def git_commit() -> dict:
+    """The commit of the source checkout xlcore runs from, and whether it has changes."""
     try:
         root = PACKAGE_DIR.parent
         commit = subprocess.run(
@@ -163,7 +164,7 @@ def device_description() -> dict:
 def provenance(seed: int | None, data_source: str | None, wall_time_s: float) -> dict:
     """Commit, package versions, device, seed, data source and wall time of a run."""
     return {
-        **_git_commit(),
+        **git_commit(),
         "versions": _versions(),
         "device": device_description(),
         "seed": seed,

@@ -14,11 +14,13 @@ import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from xlcore import book, widgets
+import xlcore.chapter
+from xlcore import archive, book, widgets
 from xlcore.errors import ConfigError
 
 CHAPTER_PARAMETERS = {"profile", "pairs", "tgt_langs", "tasks", "seeds", "model_name_or_path"}
@@ -226,8 +228,96 @@ def test_a_failing_chapter_keeps_the_previous_page(built, tmp_path):
     assert (out_dir / "exercises.failed.ipynb").is_file()
 
 
+def _glued(nb_path: Path) -> dict:
+    """Every value a chapter glued (name → its display data)."""
+    return {
+        out["metadata"]["scrapbook"]["name"]: out["data"]
+        for out in _outputs(nb_path)
+        if "scrapbook" in out.get("metadata", {})
+    }
+
+
+@pytest.fixture
+def no_runs_no_data(tmp_path, monkeypatch):
+    """A clean checkout's view: no runs directory, no data root, an empty cache."""
+    monkeypatch.setenv("XLCORE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("XLCORE_DATA", str(tmp_path / "no-data"))
+    monkeypatch.setenv("XLCORE_CACHE", str(tmp_path / "cache"))
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    return _copy_book(clean)
+
+
+def test_a_results_archive_rebuilds_the_book_with_the_same_numbers(built, no_runs_no_data):
+    root, _ = built
+    moved = no_runs_no_data.parent / "moved.zip"
+    shutil.copy(root / book.RESULTS_FILE.format(profile="smoke"), moved)
+    with zipfile.ZipFile(moved) as zf:
+        names = zf.namelist()
+    assert "archive.json" in names and "tables/sentences.csv" in names
+    assert not [n for n in names if n.endswith((".pt", ".safetensors", ".npz"))]
+    rebuilt = book.build("smoke", root=no_runs_no_data, results=moved, progress=False)
+    assert set(rebuilt.status().values()) == {"executed"}
+    compared = 0
+    for name in book.chapters(root):
+        original = _glued(root / "_build" / "src" / "book" / f"{name}.ipynb")
+        assert _glued(no_runs_no_data / "_build" / "src" / "book" / f"{name}.ipynb") == original
+        compared += len(original)
+    assert compared > 20
+    base = no_runs_no_data.parent
+    assert not (base / "runs").exists() and not (base / "cache").exists()  # nothing computed
+    intro = (no_runs_no_data / "_build" / "html" / "book" / "intro.html").read_text()
+    assert "read from the results archive of profile smoke (commit" in intro
+    assert list((no_runs_no_data / "_build" / "html").rglob("results.zip"))  # the book links it
+
+
+def _rewritten(src: Path, dst: Path, change) -> Path:
+    """A copy of archive ``src`` whose index went through ``change``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.namelist():
+            data = zin.read(item)
+            if item == "archive.json":
+                index = json.loads(data)
+                change(index)
+                data = json.dumps(index).encode()
+            zout.writestr(item, data)
+    return dst
+
+
+def test_a_bad_results_archive_is_one_error_and_overwrites_nothing(built, no_runs_no_data):
+    root, _ = built
+    good = root / book.RESULTS_FILE.format(profile="smoke")
+    base = no_runs_no_data.parent
+    truncated = base / "truncated.zip"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    newer = _rewritten(good, base / "newer.zip", lambda i: i.update(version=99))
+    fewer = _rewritten(good, base / "fewer.zip", lambda i: i["chapters"].pop("gradients"))
+    cases = [
+        (truncated, "is not a readable results archive"),
+        (newer, "version 99; this xlcore reads 'xlalign-results' version 1"),
+        (fewer, "has no chapter 'gradients'"),
+        (base / "absent.zip", "no results archive at"),
+    ]
+    for path, message in cases:
+        with pytest.raises(archive.ArchiveError, match=re.escape(message)):
+            book.build("smoke", root=no_runs_no_data, results=path, progress=False)
+    assert not (no_runs_no_data / "_build" / "src").exists()
+    assert not (no_runs_no_data / "_build" / "html").exists()
+    with pytest.raises(ConfigError, match="drop --chapter"):
+        book.build("smoke", root=no_runs_no_data, results=good, only="data", progress=False)
+
+
+def test_an_archive_without_a_chapters_settings_says_what_differs(built, tmp_path):
+    root, _ = built
+    stored = archive.extract(root / book.RESULTS_FILE.format(profile="smoke"), tmp_path)
+    opened = xlcore.chapter.open("data", profile="smoke", runs=stored.root)
+    assert opened.archive == stored and opened.grid.steps and not opened.inventory.empty
+    with pytest.raises(archive.ArchiveError, match=r"differ from the archived build in: seeds\)"):
+        xlcore.chapter.open("data", profile="smoke", runs=stored.root, seeds=[7])
+
+
 def test_sample_fallback_keeps_only_the_sample_languages(tmp_path, monkeypatch):
-    monkeypatch.delenv("XLCORE_DATA", raising=False)
+    monkeypatch.setenv("XLCORE_DATA", "sample")
     monkeypatch.setenv("XLCORE_CACHE", str(tmp_path / "cache"))
     restricted = book._sample_restrictions("mini", {})
     assert restricted["tgt_langs"] and set(restricted["tgt_langs"]) <= {
