@@ -85,6 +85,19 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _headline(args: argparse.Namespace) -> int:
+    from xlcore.headline import headline, replace_block
+
+    block = headline(args.archive)
+    if not args.readme:
+        print(block)
+        return 0
+    readme = Path(args.readme)
+    readme.write_text(replace_block(readme.read_text(), block))
+    print(f"headline of {args.archive} written into {readme}")
+    return 0
+
+
 def _profiles(args: argparse.Namespace) -> int:
     from xlcore.config import PROFILE_NAMES, make_config
 
@@ -170,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     prof = sub.add_parser("profiles", help="list the named profiles")
     prof.set_defaults(func=_profiles)
+
+    head = sub.add_parser(
+        "headline", help="print (or write into a README) where an archived build stands"
+    )
+    head.add_argument("archive", help="a results archive (.zip) a build wrote")
+    head.add_argument("--readme", help="rewrite this file's headline block instead of printing")
+    head.set_defaults(func=_headline)
 
     data = sub.add_parser("data", help="data root management")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import xlcore.chapter
-from xlcore import archive, book, widgets
-from xlcore.errors import ConfigError
+from xlcore import archive, book, headline, widgets
+from xlcore.errors import ConfigError, XlcoreError
 
 CHAPTER_PARAMETERS = {"profile", "pairs", "tgt_langs", "tasks", "seeds", "model_name_or_path"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -314,6 +314,20 @@ def test_an_archive_without_a_chapters_settings_says_what_differs(built, tmp_pat
     assert opened.archive == stored and opened.grid.steps and not opened.inventory.empty
     with pytest.raises(archive.ArchiveError, match=r"differ from the archived build in: seeds\)"):
         xlcore.chapter.open("data", profile="smoke", runs=stored.root, seeds=[7])
+
+
+def test_the_headline_is_generated_from_an_archive(built, tmp_path):
+    root, _ = built
+    block = headline.headline(root / book.RESULTS_FILE.format(profile="smoke"))
+    lines = block.splitlines()
+    assert lines[0] == headline.START and lines[-1] == headline.END
+    assert "results archive of profile smoke" in lines[1]
+    claims = [line.split(" | ")[0].lstrip("| ") for line in lines if line.startswith("| ")]
+    assert claims == ["claim", "transfer", "distances", "gradients", "loss"]
+    readme = f"# title\n\n{headline.START}\nold text\n{headline.END}\n\nmore\n"
+    assert headline.replace_block(readme, block) == f"# title\n\n{block}\n\nmore\n"
+    with pytest.raises(XlcoreError, match="no headline block"):
+        headline.replace_block("# title\n", block)
 
 
 def test_sample_fallback_keeps_only_the_sample_languages(tmp_path, monkeypatch):

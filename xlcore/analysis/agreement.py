@@ -115,11 +115,32 @@ def paper_agreement(
     )
 
 
+def chapter_primary(ch) -> pd.DataFrame:
+    """The primary distance–transfer correlations of an opened chapter's grid
+    (:func:`xlcore.analysis.predictors.primary_correlations` at the last and word-pair layers)."""
+    from xlcore.analysis import predictors, relations
+
+    distances = predictors.with_margins(ch.distances)
+    points, _ = relations.distance_vs_transfer(distances, ch.evaluations)
+    layers = {"last": int(ch.distances["layer"].max()), "wordpair": ch.config.align.wordpair_layer}
+    return predictors.primary_correlations(points, layers)
+
+
+def chapter_agreement(ch, primary: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`paper_agreement` of an opened chapter (:func:`xlcore.chapter.open`) whose grid
+    has distances, gradient probes and a loss comparison, as the combining chapter's."""
+    primary = chapter_primary(ch) if primary is None else primary
+    intervals = transfer.delta_intervals(ch.sentences)
+    src = ch.config.data.src_lang
+    return paper_agreement(intervals, primary, ch.gradients, ch.loss_contrasts, src)
+
+
 def _row(claim: str, paper: str, shown: str, verdict: str) -> dict:
     return dict(zip(COLUMNS, (claim, paper, shown, verdict), strict=True))
 
 
 __all__ = [
     "AGREES", "CANNOT_TELL", "DISAGREES", "ORTHOGONAL_COS", "STRONG_RHO",
-    "distance_claim", "gradient_claim", "loss_claim", "paper_agreement", "transfer_claim",
+    "chapter_agreement", "chapter_primary", "distance_claim", "gradient_claim", "loss_claim",
+    "paper_agreement", "transfer_claim",
 ]  # fmt: skip
