@@ -141,7 +141,7 @@ def _index(chapters: Sequence[ChapterPlan], grids: Mapping[str, object]) -> dict
             digest: {
                 "profile": grid.config.profile,
                 "settings": grid.config.flat(),
-                "source": {"kind": grid.source.kind, "text": grid.source.describe()},
+                "source": {"kind": grid.source.kind, "text": grid.source.label()},
                 "inventory": data_inventory(grid.config).to_dict("records"),
                 "runs": [f"{s.run.kind}/{s.run.path.name}" for s in grid.steps],
             }
@@ -183,6 +183,9 @@ class ArchivedSource:
     text: str
 
     def describe(self) -> str:
+        return self.text
+
+    def label(self) -> str:
         return self.text
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlcore import archive, chapter, widgets
+from xlcore import archive, chapter, notebooks, widgets
 from xlcore.config import make_config, pair_lang, unknown_key_message
 from xlcore.errors import BookError, ConfigError
 from xlcore.paths import PACKAGE_DIR, PROJECT_DIR, runs_dir
@@ -211,6 +211,7 @@ def execute_chapter(
         ) from None
     seconds = time.perf_counter() - start
     done = nbformat.read(tmp, as_version=4)
+    notebooks.reader_view(done)
     done.metadata[METADATA_KEY] = {
         "fingerprint": fp,
         "parameters": dict(parameters),

@@ -90,6 +90,15 @@ class DataSource:
         }.get(self.kind, f"data from {self.root} ({self.kind})")
         return text + (f" ({self.note})" if self.note else "")
 
+    def label(self) -> str:
+        """The data named without this machine's paths, for pages and archives: "the real data
+        (UD, SIB-200, Tatoeba, NTREX-128) from XLCORE_DATA"."""
+        if self.kind == "sample":
+            return self.describe()
+        origin = {"XLCORE_DATA": "from XLCORE_DATA", "download": "fetched from the public sources"}
+        where = origin.get(self.kind, "from a data root")
+        return f"the real data (UD, SIB-200, Tatoeba, NTREX-128) {where}"
+
 
 # ---------------------------------------------------------------------------------------------
 # Language codes

@@ -20,7 +20,7 @@ def provenance_text(grid) -> str:
     lines = [
         f"```{{{kind}}} Where these results come from",
         f"Profile **{c.profile}**, encoder `{c.model.model_name_or_path}`, "
-        f"data: {grid.source.describe()}; seeds {', '.join(map(str, c.finetune.seeds))}; "
+        f"data: {grid.source.label()}; seeds {', '.join(map(str, c.finetune.seeds))}; "
         f"{len(grid.steps)} runs (listed in the reproducibility appendix)"
         + (f"; read from the {origin}." if origin else "."),
     ]

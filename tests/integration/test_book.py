@@ -228,6 +228,26 @@ def test_a_failing_chapter_keeps_the_previous_page(built, tmp_path):
     assert (out_dir / "exercises.failed.ipynb").is_file()
 
 
+MACHINE_PATH = re.compile(r"(?<![\w.])/(tmp|home|root|work|usr|opt|var|Users)/")
+LOG_LINE = re.compile(r"^xlcore (grid|book):|\bit/s\]|^(INFO|WARNING|DEBUG)\b", re.M)
+
+
+def test_pages_show_readers_no_machine_path_log_or_injected_cell(built):
+    root, _ = built
+    for name in book.chapters(root):
+        html = (root / "_build" / "html" / "book" / f"{name}.html").read_text()
+        assert str(root) not in html and str(Path.home()) not in html, name
+        assert not MACHINE_PATH.search(html) and not LOG_LINE.search(html), name
+        assert "tag_injected-parameters" not in html and "tag_parameters" in html, name
+        assert "tag_hide-input" in html, name  # the set-up code behind a toggle
+        nb = json.loads((root / "_build" / "src" / "book" / f"{name}.ipynb").read_text())
+        parameters = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+        assert 'profile = "smoke"' in "".join(parameters["source"]), name
+        streams = [o for o in _outputs(root / "_build" / "src" / "book" / f"{name}.ipynb")
+                   if o.get("name") == "stderr"]  # fmt: skip
+        assert streams == [], name
+
+
 def _glued(nb_path: Path) -> dict:
     """Every value a chapter glued (name → its display data)."""
     return {
@@ -406,6 +426,8 @@ def test_every_chapter_page_loads_with_its_figures_and_no_traceback(browser_page
         assert len(sources) == len(set(sources)), (name, sources)
         outputs = page.locator(".cell_output").all_inner_texts()
         assert not [t for t in outputs if "Traceback" in t], name
+        text = page.locator("article").inner_text()
+        assert not MACHINE_PATH.search(text) and not LOG_LINE.search(text), name
         assert [e for e in errors if not e.startswith(KNOWN_PAGE_ERRORS)] == [], name
         assert failed == [], (name, failed)
 
