@@ -25,6 +25,7 @@ from xlcore import runs
 from xlcore.errors import GridWorkerError
 
 PLUGIN = "xlcore-planned-runs"
+STARTED = "xlcore-run-started"  # event topic: a worker starts computing a run
 # A run whose worker dies is computed once more (resumed from its checkpoint), not again and again.
 _ALLOWED_FAILURES = 1
 
@@ -52,6 +53,7 @@ def _compute(path: str) -> str:
     if plugin.threads:  # per thread: Dask runs tasks outside the worker's main thread
         torch.set_num_threads(plugin.threads)
     step, source = plugin.steps()[Path(path)]
+    get_worker().log_event(STARTED, path)
     runs.execute(step.run, step.fn, seed=step.seed, data_source=source)
     return path
 
@@ -108,9 +110,13 @@ def _client(jobs: int, scheduler: str | None):
         yield client, max(1, torch.get_num_threads() // jobs)
 
 
-def execute_on_dask(todo, deps, planner, jobs, scheduler, on_done) -> dict[Path, BaseException]:
+def execute_on_dask(todo, deps, planner, jobs, scheduler, callbacks) -> dict[Path, BaseException]:
+    """Compute ``todo`` on a Dask cluster; ``callbacks``: (on_start, on_done), called with a
+    run's path when a worker starts it and when it is complete."""
+    on_start, on_done = callbacks
     with _client(jobs, scheduler) as (client, threads):
         client.register_plugin(PlannedRuns(planner, threads), name=PLUGIN)
+        client.subscribe_topic(STARTED, lambda event: on_start(Path(event[1])))
         return _run_when_ready(client, todo, deps, on_done, jobs)
 
 

@@ -73,23 +73,25 @@ def execute(
     jobs: int = 1,
     scheduler: str | None = None,
     on_done: Callable[[Path], None] = lambda path: None,
+    on_start: Callable[[Path], None] = lambda path: None,
 ) -> None:
-    """Compute the runs ``todo`` (in plan order, each after the runs it reads).
+    """Compute the runs ``todo`` (in plan order, each after the runs it reads); ``on_start``
+    and ``on_done`` are called with a run's path when it starts and when it is complete.
 
     ``planner`` returns ``steps`` again in a worker process (it must pickle). Failed runs are
     reported by :func:`raise_failures` once every other run has finished.
     """
     deps = dependencies(steps, todo)
     if scheduler is None and jobs == 1:
-        failures = _execute_here(steps, todo, deps, on_done)
+        failures = _execute_here(steps, todo, deps, on_done, on_start)
     else:
         from xlcore.dask_engine import execute_on_dask
 
-        failures = execute_on_dask(todo, deps, planner, jobs, scheduler, on_done)
+        failures = execute_on_dask(todo, deps, planner, jobs, scheduler, (on_start, on_done))
     raise_failures(failures, deps)
 
 
-def _execute_here(steps: Steps, todo, deps, on_done) -> dict[Path, BaseException]:
+def _execute_here(steps: Steps, todo, deps, on_done, on_start) -> dict[Path, BaseException]:
     failures: dict[Path, BaseException] = {}
     blocked: set[Path] = set()
     for path in todo:
@@ -97,6 +99,7 @@ def _execute_here(steps: Steps, todo, deps, on_done) -> dict[Path, BaseException
             blocked.add(path)
             continue
         step, source = steps[path]
+        on_start(path)
         try:
             runs.execute(step.run, step.fn, seed=step.seed, data_source=source)
         except RunStorageError:

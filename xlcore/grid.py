@@ -11,8 +11,9 @@ front end.
 from __future__ import annotations
 
 import functools
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
@@ -220,15 +221,13 @@ def run_grids(
             flush=True,
         )
         start = time.perf_counter()
-        bar = tqdm(
-            total=len(steps), initial=len(steps) - len(todo), desc="grid", disable=not progress
-        )
+        bar = _GridBar(steps, initial=len(steps) - len(todo), show=progress)
         keep = all(c.model.keep_weights for c in configs)
         freed = [0]
         by_reader = weights.readers(steps)
 
         def done(path: Path) -> None:
-            bar.update()
+            bar.done(path)
             if not keep:
                 freed[0] += weights.release_read(steps, by_reader, path)
 
@@ -240,6 +239,7 @@ def run_grids(
                 jobs=n_jobs,
                 scheduler=scheduler,
                 on_done=done,
+                on_start=bar.started,
             )
         finally:
             bar.close()
@@ -251,6 +251,35 @@ def run_grids(
             flush=True,
         )
     return grids
+
+
+class _GridBar:
+    """The grid's progress line: runs complete of all, the runs at work by name, and tqdm's
+    estimate of the time left. ``started`` may be called from Dask's event thread."""
+
+    def __init__(self, steps: Mapping[Path, tuple], *, initial: int, show: bool):
+        self.labels = {path: step.label for path, (step, _) in steps.items()}
+        self.active: dict[Path, str] = {}
+        self.lock = threading.Lock()
+        self.bar = tqdm(total=len(steps), initial=initial, desc="grid", disable=not show)
+
+    def started(self, path: Path) -> None:
+        with self.lock:
+            self.active[path] = self.labels.get(path, path.name)
+            self._show()
+
+    def done(self, path: Path) -> None:
+        with self.lock:
+            self.active.pop(path, None)
+            self.bar.update()
+            self._show()
+
+    def _show(self) -> None:
+        names = list(self.active.values())
+        self.bar.set_postfix_str(f"now: {', '.join(names)}" if names else "", refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 __all__ = [

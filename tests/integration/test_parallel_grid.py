@@ -50,13 +50,17 @@ def threads():
     torch.set_num_threads(before)
 
 
-def test_two_workers_compute_what_one_process_computes(tmp_path, threads):
+def test_two_workers_compute_what_one_process_computes(tmp_path, threads, capsys):
     config = make_config("smoke", SMALL)
     # Each of two workers gets half of the parent's threads: one, as the sequential reference.
     torch.set_num_threads(1)
-    run_grid(config, root=tmp_path / "one", progress=False, jobs=1)
+    run_grid(config, root=tmp_path / "one", progress=True, jobs=1)
     torch.set_num_threads(2)
-    grid = run_grid(config, root=tmp_path / "two", progress=False, jobs=2)
+    here = capsys.readouterr().err
+    grid = run_grid(config, root=tmp_path / "two", progress=True, jobs=2)
+    on_dask = capsys.readouterr().err
+    for line in (here, on_dask):  # the progress line names the runs at work
+        assert "now: finetune pos-baseline-s1" in line and "now: evaluate" in line
     assert all(step.run.complete for step in grid.steps)
     one, two = _results(tmp_path / "one"), _results(tmp_path / "two")
     assert len(one) == len(grid.steps) == 13
