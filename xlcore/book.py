@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlcore import archive, chapter, notebooks, widgets
+from xlcore import archive, chapter, launch, notebooks, widgets
 from xlcore.config import make_config, pair_lang, unknown_key_message
 from xlcore.errors import BookError, ConfigError
 from xlcore.paths import PACKAGE_DIR, PROJECT_DIR, runs_dir
@@ -254,6 +254,10 @@ def stage(root: Path, src: Path, vendored: bool = True) -> None:
         shutil.copy(root / "_config.yml", src / "_config.yml")
     else:
         widgets.write_cdn_config(root, src / "_config.yml")
+    url = launch.repository_url(root)
+    launch.configure(src / "_config.yml", url)
+    if url is None:
+        _say(f"no GitHub remote `origin` (or {launch.ENV}): no repository or launch buttons")
     for name, target in (("book/_vendor", root / "book" / "_vendor"), ("xlcore", PACKAGE_DIR)):
         link = src / name
         if link.is_symlink() or link.exists():
