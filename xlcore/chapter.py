@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 from xlcore.config import Config, config_keys, make_config, parse_overrides
 from xlcore.errors import XlcoreError
+from xlcore.paths import runs_dir
 
 # The experiments each chapter reads; a chapter not listed reads the grid of its config.
 EXPERIMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -174,7 +175,7 @@ def open(  # noqa: A001
 
     root = Path(runs).resolve() if runs else None
     configs = experiment_configs(name, profile, parameters)
-    stored = archive.load(root)
+    stored = archive.load(root or runs_dir())
     plots.set_style()
     if stored is not None:
         grids = stored.grids(name, configs)

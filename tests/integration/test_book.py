@@ -327,11 +327,13 @@ def test_a_bad_results_archive_is_one_error_and_overwrites_nothing(built, no_run
         book.build("smoke", root=no_runs_no_data, results=good, only="data", progress=False)
 
 
-def test_an_archive_without_a_chapters_settings_says_what_differs(built, tmp_path):
+def test_an_archive_without_a_chapters_settings_says_what_differs(built, tmp_path, monkeypatch):
     root, _ = built
     stored = archive.extract(root / book.RESULTS_FILE.format(profile="smoke"), tmp_path)
     opened = xlcore.chapter.open("data", profile="smoke", runs=stored.root)
     assert opened.archive == stored and opened.grid.steps and not opened.inventory.empty
+    monkeypatch.setenv("XLCORE_RUNS", str(stored.root))  # as on Binder: the default runs
+    assert xlcore.chapter.open("data", profile="smoke", runs="").archive == stored
     with pytest.raises(archive.ArchiveError, match=r"differ from the archived build in: seeds\)"):
         xlcore.chapter.open("data", profile="smoke", runs=stored.root, seeds=[7])
 
