@@ -11,7 +11,10 @@ JOBS ?=
 # The data: DATA=path/to/root, or DATA=sample for the built-in demo corpus (numbers mean nothing).
 # Default: $XLCORE_DATA if set, else ../shared/data when it exists; with neither, `make book` fetches
 # what the profile needs from the public sources into xlcore's download cache (it says how much).
-DATA ?= $(or $(XLCORE_DATA),$(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),))
+# (DATA and RESULTS count only when given on the command line, not from the environment.)
+ifneq ($(origin DATA),command line)
+DATA := $(or $(XLCORE_DATA),$(if $(wildcard ../shared/data/README.md),$(abspath ../shared/data),))
+endif
 XLCORE_DATA := $(DATA)
 export XLCORE_DATA
 export XLCORE_RUNS ?= $(abspath runs)
@@ -35,7 +38,9 @@ grid: setup
 
 # The main job: run the grid, execute every chapter, build the HTML into _build/html; the build
 # writes its results archive to _build/results/. RESULTS=archive.zip builds from one, computing nothing.
-RESULTS ?=
+ifneq ($(origin RESULTS),command line)
+RESULTS :=
+endif
 book: setup
 	$(PY) -m xlcore.cli book --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS)) $(if $(RESULTS),--results $(RESULTS))
 

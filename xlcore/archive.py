@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from xlcore import runs
 from xlcore.config import Config
@@ -36,12 +37,14 @@ FORMAT = "xlalign-results"
 VERSION = 1
 INDEX = "archive.json"
 KEPT = ("spec.json", "metrics.json", "provenance.json")
-TABLES = {
-    "evaluations": "evaluation_frame",
-    "sentences": "sentence_frame",
-    "distances": "distance_frame",
-    "gradients": "gradient_frame",
-}
+TABLES = MappingProxyType(
+    {
+        "evaluations": "evaluation_frame",
+        "sentences": "sentence_frame",
+        "distances": "distance_frame",
+        "gradients": "gradient_frame",
+    }
+)
 
 
 class ArchiveError(XlcoreError):
@@ -71,31 +74,38 @@ def write(path: Path, chapters: Sequence[ChapterPlan], grids: Mapping[str, objec
     """Write the archive of a build to ``path`` (atomically). ``grids``: the planned, complete
     grid of every config the chapters read, by :func:`config_digest`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        written: set[str] = set()
-        for grid in grids.values():
-            for step in grid.steps:
-                _add_run(zf, step.run, written)
-        for name, frame in _tables(grids).items():
-            zf.writestr(f"tables/{name}.csv", frame.to_csv(index=False))
-        zf.writestr(INDEX, json.dumps(_index(chapters, grids), indent=1, default=str))
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+            written: set[str] = set()
+            for grid in grids.values():
+                for step in grid.steps:
+                    _add_run(zf, step.run, written, grid.source.label())
+            for name, frame in _tables(grids).items():
+                zf.writestr(f"tables/{name}.csv", frame.to_csv(index=False))
+            zf.writestr(INDEX, json.dumps(_index(chapters, grids), indent=1, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
-def _add_run(zf: zipfile.ZipFile, run: runs.Run, written: set[str]) -> None:
+def _add_run(zf: zipfile.ZipFile, run: runs.Run, written: set[str], source: str) -> None:
     rel = f"{run.kind}/{run.path.name}"
     if rel in written:
         return
     written.add(rel)
+    # The archive names runs and data, never the builder's directories or host.
     spec = json.loads((run.path / "spec.json").read_text())
-    # Dependencies by run, not by the builder's directories.
     spec["deps"] = {k: "/".join(Path(v).parts[-2:]) for k, v in spec["deps"].items()}
+    provenance = json.loads((run.path / "provenance.json").read_text())
+    provenance["data_source"] = source
+    provenance.get("device", {}).pop("host", None)
     files = {
         "spec.json": json.dumps(spec, indent=2, sort_keys=True).encode(),
         "metrics.json": (run.path / "metrics.json").read_bytes(),
-        "provenance.json": (run.path / "provenance.json").read_bytes(),
+        "provenance.json": json.dumps(provenance, indent=2, sort_keys=True).encode(),
     }
     marker = json.loads((run.path / runs.COMPLETE).read_text())
     marker["files"] = {name: len(data) for name, data in files.items()}
@@ -110,10 +120,12 @@ def _tables(grids: Mapping[str, object]) -> dict:
     from xlcore import frames
     from xlcore.report import runs_table
 
-    out = {"runs": pd.concat([runs_table(g) for g in grids.values()]).drop_duplicates("run")}
-    for name, reader in TABLES.items():
-        parts = [getattr(frames, reader)(g) for g in grids.values()]
-        out[name] = pd.concat(parts).drop_duplicates() if parts else pd.DataFrame()
+    def tagged(read) -> pd.DataFrame:  # one frame of every config, named by its digest
+        parts = [read(grid).assign(config=digest) for digest, grid in grids.items()]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    out = {"runs": tagged(runs_table)}
+    out.update({name: tagged(getattr(frames, reader)) for name, reader in TABLES.items()})
     return out
 
 
@@ -204,10 +216,11 @@ class ArchivedGrid:
 @dataclass(frozen=True)
 class Archive:
     """An extracted archive: ``root`` holds ``archive.json`` and the runs, laid out as a runs
-    directory."""
+    directory; ``source`` is the archive file it came from (None when not known)."""
 
     root: Path
     index: Mapping
+    source: Path | None = None
 
     @property
     def origin(self) -> str:
@@ -237,16 +250,28 @@ class Archive:
         if built is None:
             what = f"chapter {chapter!r} (the build that wrote it had no such chapter)"
         else:
-            stored = self.index["configs"][built["configs"][0]]["settings"]
+            archived = self.index["configs"]
+            kept = [archived[d] for d in built["configs"] if d in archived]
+            stored = kept[0]["settings"] if kept else {}
             current = json.loads(json.dumps(config.flat(), default=str))  # tuples as lists
             differ = sorted(k for k, v in current.items() if stored.get(k) != v)
-            if differ:
+            if differ and kept:
                 what += f" (they differ from the archived build in: {', '.join(differ)})"
         return (
             f"the results archive ({self.index['profile']} profile) holds no runs for {what}. "
             "Build the book from the data instead (`make book`, which computes them), or read "
             "an archive of a build with these settings"
         )
+
+    def chapter_parameters(self, chapter: str) -> dict:
+        """The parameters chapter ``chapter`` was executed with (``runs`` left out)."""
+        built = self.index["chapters"].get(chapter)
+        if built is None:
+            raise ArchiveError(
+                f"the results archive has no chapter {chapter!r} (it was written by a book with "
+                "other chapters): build the book from the data (`make book`)"
+            )
+        return dict(built["parameters"])
 
     def describe_encoder(self, name: str) -> dict:
         """The archived description of encoder ``name``."""
@@ -274,12 +299,12 @@ def extract(path: str | os.PathLike, into: Path) -> Archive:
     checksum; an earlier extraction of the same file is reused). A truncated archive, one of
     another format version, or one lacking a run it lists is an :class:`ArchiveError`, and
     nothing is extracted."""
-    path = Path(path).expanduser().resolve()
+    path, into = Path(path).expanduser().resolve(), Path(into).expanduser().resolve()
     if not path.is_file():
         raise ArchiveError(f"no results archive at {path}; give the .zip a build wrote")
     target = into / file_checksum(path)[:16]
     if (target / INDEX).is_file():
-        return load(target)
+        return Archive(target, json.loads((target / INDEX).read_text()), path)
     index = _checked_index(path)
     into.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=into))
@@ -287,10 +312,14 @@ def extract(path: str | os.PathLike, into: Path) -> Archive:
         with zipfile.ZipFile(path) as zf:
             members = [m for m in zf.namelist() if not m.startswith("tables/")]
             zf.extractall(tmp, members)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another build extracted the same archive meanwhile
+            if not (target / INDEX).is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Archive(target, index)
+    return Archive(target, index, path)
 
 
 def _checked_index(path: Path) -> dict:

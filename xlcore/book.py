@@ -2,9 +2,11 @@
 
 The chapters are MyST Markdown notebooks in ``book/`` (reviewable, no outputs). :func:`build`
 
-1. resolves the data source and says plainly when it is the built-in sample corpus;
+1. resolves the data source (fetching what the profile reads when there is none) and says
+   plainly when it is the built-in sample corpus;
 2. runs the grids of every chapter, the combining chapter's loss comparison included, as one
-   set of runs in the terminal (every chapter then finds its runs finished);
+   set of runs in the terminal (every chapter then finds its runs finished), and writes the
+   results archive (:mod:`xlcore.archive`);
 3. converts each chapter with jupytext and executes it with papermill into ``_build/src/book/``,
    skipping a chapter whose source, parameters, xlcore code and data are unchanged since its
    last execution (its fingerprint is stored in the executed notebook's metadata);
@@ -12,6 +14,7 @@ The chapters are MyST Markdown notebooks in ``book/`` (reviewable, no outputs). 
    ``_build/src``, a copy of the root's ``_config.yml`` and ``_toc.yml`` beside the executed
    chapters, into ``_build/html``.
 
+``build(results=archive)`` skips 1 and 2 and executes the chapters on the archive's runs.
 A chapter re-executed with other parameters (``make chapter CHAPTER=distances
 PARAMS='pairs=["en-fi"]'``) has them checked against its ``parameters`` cell first: an unknown
 name is an error. Explained in the book's introduction and reproducibility appendix.
@@ -369,21 +372,21 @@ def build(
 
 
 def _build_from_archive(root: Path, names: list[str], path: str | Path, force: bool) -> BookBuild:
-    """Execute every chapter on an extracted results archive and build the HTML."""
+    """Execute every chapter on an extracted results archive and build the HTML. Every
+    chapter's runs are looked up first: an archive that lacks one stops before anything is
+    staged or executed."""
     stored = archive.extract(path, root / "_build" / "archives")
-    chapters_of = stored.index["chapters"]
-    absent = [name for name in names if name not in chapters_of]
-    if absent:
-        raise archive.ArchiveError(
-            f"the results archive has no chapter {', '.join(map(repr, absent))} (it was written "
-            "by a book with other chapters): build the book from the data (`make book`)"
-        )
+    archived = {name: stored.chapter_parameters(name) for name in names}
+    for name, parameters in archived.items():
+        check_parameters(root, name, parameters)
+        given = {**chapter_parameters(root, name), **parameters}
+        stored.grids(name, chapter.experiment_configs(name, str(given["profile"]), given))
     _say(f"reading the {stored.origin}")
 
     def params_of(name: str) -> dict[str, object]:
-        return {**chapters_of[name]["parameters"], "runs": _kernel_path(stored.root, root)}
+        return {**archived[name], "runs": _kernel_path(stored.root, root)}
 
-    return _execute_and_build(root, names, params_of, force, None, Path(path).resolve())
+    return _execute_and_build(root, names, params_of, force, None, stored.source)
 
 
 def _execute_and_build(
@@ -407,7 +410,7 @@ def _kernel_path(path: Path, root: Path) -> str:
 
 
 def _announce_data(profile: str, restrict: Mapping[str, object]) -> None:
-    """Say which data the build reads; loudly when it fell back to the sample corpus."""
+    """Say which data the build reads; loudly when it is the sample corpus."""
     from xlcore.sources import data_source
 
     source = data_source(make_config(profile))

@@ -86,14 +86,14 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _headline(args: argparse.Namespace) -> int:
-    from xlcore.headline import headline, replace_block
+    from xlcore.headline import headline, write_into
 
     block = headline(args.archive)
     if not args.readme:
         print(block)
         return 0
     readme = Path(args.readme)
-    readme.write_text(replace_block(readme.read_text(), block))
+    write_into(readme, block)
     print(f"headline of {args.archive} written into {readme}")
     return 0
 

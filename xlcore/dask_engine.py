@@ -111,18 +111,19 @@ def _client(jobs: int, scheduler: str | None):
 
 
 def execute_on_dask(todo, deps, planner, jobs, scheduler, callbacks) -> dict[Path, BaseException]:
-    """Compute ``todo`` on a Dask cluster; ``callbacks``: (on_start, on_done), called with a
-    run's path when a worker starts it and when it is complete."""
-    on_start, on_done = callbacks
+    """Compute ``todo`` on a Dask cluster; ``callbacks``: (on_start, on_done, on_failed), called
+    with a run's path when a worker starts it, when it is complete and when it failed."""
+    on_start, on_done, on_failed = callbacks
     with _client(jobs, scheduler) as (client, threads):
         client.register_plugin(PlannedRuns(planner, threads), name=PLUGIN)
         client.subscribe_topic(STARTED, lambda event: on_start(Path(event[1])))
-        return _run_when_ready(client, todo, deps, on_done, jobs)
+        return _run_when_ready(client, todo, deps, (on_done, on_failed), jobs)
 
 
-def _run_when_ready(client, todo, deps, on_done, jobs) -> dict[Path, BaseException]:
+def _run_when_ready(client, todo, deps, callbacks, jobs) -> dict[Path, BaseException]:
     """Submit each run of ``todo`` (in plan order) once the runs it reads have finished; a run
     whose input failed is never submitted (:func:`xlcore.engine.raise_failures` counts it)."""
+    on_done, on_failed = callbacks
     waiting, done, failures = list(todo), set(), {}
     running, paths = as_completed(), {}
 
@@ -143,6 +144,7 @@ def _run_when_ready(client, todo, deps, on_done, jobs) -> dict[Path, BaseExcepti
             submit_ready()
         else:
             failures[path] = _worker_error(path, future.exception(), jobs)
+            on_failed(path)
     return failures
 
 

@@ -12,8 +12,9 @@ the file readers are in :mod:`xlcore.readers`.
     parallel/ntrex_document_ids.tsv      id -> NTREX document id
 
 :func:`resolve_source` picks the root: an explicit path, else ``$XLCORE_DATA``, else the download
-folder of ``xlcore data fetch`` when it holds data, else the small built-in sample corpus
-(``xlcore/sample``, same layout, five languages). Malformed input raises
+folder of ``xlcore data fetch`` (which ``xlcore grid`` and ``xlcore book`` fill first,
+:func:`xlcore.sources.provide`); ``XLCORE_DATA=sample`` asks for the small built-in sample corpus
+(``xlcore/sample``, same layout, five languages), read only when asked for. Malformed input raises
 :class:`~xlcore.errors.DataError` with file and line. Chapter *Data and encoders* explains the data
 and the sample corpus.
 """
@@ -91,13 +92,14 @@ class DataSource:
         return text + (f" ({self.note})" if self.note else "")
 
     def label(self) -> str:
-        """The data named without this machine's paths, for pages and archives: "the real data
-        (UD, SIB-200, Tatoeba, NTREX-128) from XLCORE_DATA"."""
+        """The data named without this machine's paths, for pages and archives, e.g. "the
+        data root named by XLCORE_DATA"."""
         if self.kind == "sample":
             return self.describe()
-        origin = {"XLCORE_DATA": "from XLCORE_DATA", "download": "fetched from the public sources"}
-        where = origin.get(self.kind, "from a data root")
-        return f"the real data (UD, SIB-200, Tatoeba, NTREX-128) {where}"
+        return {
+            "XLCORE_DATA": "the data root named by XLCORE_DATA",
+            "download": "the data fetched from the public sources (xlcore/sources.tsv)",
+        }.get(self.kind, "a data root given by path")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,11 +151,11 @@ def resolve_source(root: str | os.PathLike | None = None) -> DataSource:
     raise DataError(no_data_message(downloaded))
 
 
-def no_data_message(downloaded: Path, reason: str = "") -> str:
+def no_data_message(downloaded: Path, reason: str = "", lacking: str = "holds no data") -> str:
     """The one message for a build without data, naming the two ways on."""
     why = f" and the public sources cannot be reached ({reason})" if reason else ""
     return (
-        f"no data: XLCORE_DATA is unset, the download folder {downloaded} holds no data{why}. "
+        f"no data: XLCORE_DATA is unset, the download folder {downloaded} {lacking}{why}. "
         "Either set XLCORE_DATA to a data root (the layout of the data README: ud/, sib200/, "
         "tatoeba/, parallel/), or build the demo on the built-in sample corpus, whose numbers "
         "mean nothing: `make book DATA=sample` (XLCORE_DATA=sample)"

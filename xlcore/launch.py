@@ -1,4 +1,4 @@
-"""The book's repository and launch buttons (Binder, Colab): configured in ``_config.yml``, with
+"""The book's repository and Binder launch buttons: configured in ``_config.yml``, with
 the repository's URL filled in when the book is staged.
 
 The URL comes from ``XLALIGN_REPOSITORY`` or the git remote ``origin`` of the checkout (a GitHub

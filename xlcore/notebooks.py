@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 
 INJECTED = "injected-parameters"
 PARAMETERS = "parameters"
-_ASSIGNMENT = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>[^#]*?)(?P<rest>\s*#.*)?$")
+# The builder's runs directory is a path of its machine: the cell keeps its default ("").
+KEPT_DEFAULTS = frozenset({"runs"})
 
 
 def reader_view(nb) -> None:
@@ -23,7 +23,8 @@ def reader_view(nb) -> None:
     injected = [c for c in nb.cells if INJECTED in c.get("metadata", {}).get("tags", [])]
     target = next((c for c in nb.cells if PARAMETERS in c.metadata.get("tags", [])), None)
     if injected and target is not None:
-        target.source = with_values(target.source, _values(injected[0].source))
+        values = {k: v for k, v in _values(injected[0].source).items() if k not in KEPT_DEFAULTS}
+        target.source = with_values(target.source, values)
         nb.cells = [c for c in nb.cells if c not in injected]
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -31,18 +32,27 @@ def reader_view(nb) -> None:
 
 
 def with_values(source: str, values: dict[str, object]) -> str:
-    """``source`` (a parameters cell) with each ``name = value`` line given its new value; a
-    name the cell lacks is added at the end."""
-    lines, seen = [], set()
-    for line in source.splitlines():
-        match = _ASSIGNMENT.match(line)
-        if match and match["name"] in values:
-            name = match["name"]
-            seen.add(name)
-            line = f"{name} = {_literal(values[name])}{match['rest'] or ''}"
-        lines.append(line)
+    """``source`` (a parameters cell) with each ``name = value`` assignment given its new
+    value (the comment after it kept); a name the cell lacks is added at the end."""
+    lines = source.splitlines()
+    seen = set()
+    for node in reversed(ast.parse(source).body):  # bottom-up: earlier line numbers stay valid
+        name = _assigned_name(node)
+        if name not in values:
+            continue
+        seen.add(name)
+        first, last = node.lineno - 1, node.end_lineno - 1
+        rest = lines[last].encode()[node.end_col_offset :].decode()  # "  # comment"; byte offset
+        lines[first : last + 1] = [f"{name} = {_literal(values[name])}{rest}"]
     lines += [f"{name} = {_literal(v)}" for name, v in values.items() if name not in seen]
     return "\n".join(lines)
+
+
+def _assigned_name(node: ast.stmt) -> str | None:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        if isinstance(node.targets[0], ast.Name):
+            return node.targets[0].id
+    return None
 
 
 def _literal(value: object) -> str:
@@ -58,10 +68,9 @@ def _values(source: str) -> dict[str, object]:
     """The literal assignments of papermill's injected cell."""
     out = {}
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name):
-                out[target.id] = ast.literal_eval(node.value)
+        name = _assigned_name(node)
+        if name is not None:
+            out[name] = ast.literal_eval(node.value)
     return out
 
 

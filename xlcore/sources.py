@@ -74,7 +74,8 @@ def provide(config: Config, progress: bool = True) -> xdata.DataSource:
             fetch.fetch(langs, root, mirror=os.environ.get(fetch.MIRROR_ENV), parts=parts,
                         progress=progress)  # fmt: skip
         except fetch.UnreachableError as exc:
-            raise DataError(xdata.no_data_message(root, reason=str(exc))) from None
+            lacking = f"lacks {len(missing)} of the files profile {config.profile} reads"
+            raise DataError(xdata.no_data_message(root, str(exc), lacking)) from None
     return data_source(config)
 
 

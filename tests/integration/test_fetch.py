@@ -229,6 +229,9 @@ def test_sources_table_covers_the_manifest(data_root):
     assert {s.path: s.sha256 for s in sources} == {
         path: sha for path, sha in manifest(data_root).items() if path != "README.md"
     }
+    rows = read_tsv(data_root / "MANIFEST.tsv", ("path", "bytes", "sha256", "lines"))
+    assert {s.path: s.size for s in sources} == {p: int(b) for p, b, _, _ in rows if p in {
+        s.path for s in sources}}  # fmt: skip
     assert all(u.startswith(xfetch.UPSTREAM + "/") for s in sources for u in s.urls)
 
 

@@ -126,11 +126,14 @@ def chapter_primary(ch) -> pd.DataFrame:
     return predictors.primary_correlations(points, layers)
 
 
-def chapter_agreement(ch, primary: pd.DataFrame | None = None) -> pd.DataFrame:
+def chapter_agreement(
+    ch, primary: pd.DataFrame | None = None, intervals: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """:func:`paper_agreement` of an opened chapter (:func:`xlcore.chapter.open`) whose grid
-    has distances, gradient probes and a loss comparison, as the combining chapter's."""
+    has distances, gradient probes and a loss comparison, as the combining chapter's (pass the
+    ``primary`` correlations and the ``intervals`` of the sequential regime if computed)."""
     primary = chapter_primary(ch) if primary is None else primary
-    intervals = transfer.delta_intervals(ch.sentences)
+    intervals = transfer.delta_intervals(ch.sentences) if intervals is None else intervals
     src = ch.config.data.src_lang
     return paper_agreement(intervals, primary, ch.gradients, ch.loss_contrasts, src)
 
