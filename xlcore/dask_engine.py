@@ -21,7 +21,7 @@ import dask
 import torch
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, get_worker
 
-from xlcore import runs
+from xlcore import progress, runs
 from xlcore.errors import GridWorkerError
 
 PLUGIN = "xlcore-planned-runs"
@@ -110,28 +110,38 @@ def _client(jobs: int, scheduler: str | None):
         yield client, max(1, torch.get_num_threads() // jobs)
 
 
-def execute_on_dask(todo, deps, planner, jobs, scheduler, callbacks) -> dict[Path, BaseException]:
-    """Compute ``todo`` on a Dask cluster; ``callbacks``: (on_start, on_done, on_failed), called
-    with a run's path when a worker starts it, when it is complete and when it failed."""
-    on_start, on_done, on_failed = callbacks
+def execute_on_dask(todo, deps, planner, jobs, scheduler, listener) -> dict[Path, BaseException]:
+    """Compute ``todo`` on a Dask cluster, telling ``listener`` (:class:`xlcore.engine.Listener`)
+    what happens to each run; starts and steps arrive as the workers' events."""
+    by_key = {_key(path): path for path in todo}
     with _client(jobs, scheduler) as (client, threads):
         client.register_plugin(PlannedRuns(planner, threads), name=PLUGIN)
-        client.subscribe_topic(STARTED, lambda event: on_start(Path(event[1])))
-        return _run_when_ready(client, todo, deps, (on_done, on_failed), jobs)
+        client.subscribe_topic(STARTED, lambda event: listener.started(Path(event[1])))
+
+        def progressed(event) -> None:
+            key, done, total = event[1]
+            if key in by_key:
+                listener.progressed(by_key[key], done, total)
+
+        client.subscribe_topic(progress.TOPIC, progressed)
+        return _run_when_ready(client, todo, deps, listener, jobs)
 
 
-def _run_when_ready(client, todo, deps, callbacks, jobs) -> dict[Path, BaseException]:
+def _key(path: Path) -> str:
+    """A run's Dask task key."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def _run_when_ready(client, todo, deps, listener, jobs) -> dict[Path, BaseException]:
     """Submit each run of ``todo`` (in plan order) once the runs it reads have finished; a run
     whose input failed is never submitted (:func:`xlcore.engine.raise_failures` counts it)."""
-    on_done, on_failed = callbacks
     waiting, done, failures = list(todo), set(), {}
     running, paths = as_completed(), {}
 
     def submit_ready() -> None:
         for path in [p for p in waiting if deps[p] <= done]:
             waiting.remove(path)
-            key = f"{path.parent.name}/{path.name}"
-            future = client.submit(_compute, str(path), key=key, pure=False)
+            future = client.submit(_compute, str(path), key=_key(path), pure=False)
             paths[future.key] = path
             running.add(future)
 
@@ -140,11 +150,11 @@ def _run_when_ready(client, todo, deps, callbacks, jobs) -> dict[Path, BaseExcep
         path = paths[future.key]
         if future.status == "finished":
             done.add(path)
-            on_done(path)
+            listener.done(path)
             submit_ready()
         else:
             failures[path] = _worker_error(path, future.exception(), jobs)
-            on_failed(path)
+            listener.failed(path)
     return failures
 
 

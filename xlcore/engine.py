@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,6 +27,21 @@ from xlcore.errors import ConfigError, GridRunError, RunStorageError
 # steps: {run path: (step, data source description)}; a step has .run, .fn and .seed.
 Steps = Mapping[Path, tuple]
 Planner = Callable[[], Steps]
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Listener:
+    """What the engine tells its caller about the runs: each is called with a run's path when
+    the run starts, is complete, failed, or (alignment and fine-tuning) did some steps."""
+
+    started: Callable[[Path], None] = _ignore
+    done: Callable[[Path], None] = _ignore
+    failed: Callable[[Path], None] = _ignore
+    progressed: Callable[[Path, int, int], None] = _ignore
 
 
 def resolve_jobs(jobs: int | str | None = None, default: str = "1") -> int:
@@ -72,30 +88,25 @@ def execute(
     planner: Planner,
     jobs: int = 1,
     scheduler: str | None = None,
-    on_done: Callable[[Path], None] = lambda path: None,
-    on_start: Callable[[Path], None] = lambda path: None,
-    on_failed: Callable[[Path], None] = lambda path: None,
+    listener: Listener = Listener(),  # noqa: B008 (frozen, stateless)
 ) -> None:
-    """Compute the runs ``todo`` (in plan order, each after the runs it reads); ``on_start``,
-    ``on_done`` and ``on_failed`` are called with a run's path when it starts, when it is
-    complete and when it failed.
+    """Compute the runs ``todo`` (in plan order, each after the runs it reads), telling
+    ``listener`` what happens to each.
 
     ``planner`` returns ``steps`` again in a worker process (it must pickle). Failed runs are
     reported by :func:`raise_failures` once every other run has finished.
     """
     deps = dependencies(steps, todo)
     if scheduler is None and jobs == 1:
-        failures = _execute_here(steps, todo, deps, (on_start, on_done, on_failed))
+        failures = _execute_here(steps, todo, deps, listener)
     else:
         from xlcore.dask_engine import execute_on_dask
 
-        callbacks = (on_start, on_done, on_failed)
-        failures = execute_on_dask(todo, deps, planner, jobs, scheduler, callbacks)
+        failures = execute_on_dask(todo, deps, planner, jobs, scheduler, listener)
     raise_failures(failures, deps)
 
 
-def _execute_here(steps: Steps, todo, deps, callbacks) -> dict[Path, BaseException]:
-    on_start, on_done, on_failed = callbacks
+def _execute_here(steps: Steps, todo, deps, listener: Listener) -> dict[Path, BaseException]:
     failures: dict[Path, BaseException] = {}
     blocked: set[Path] = set()
     for path in todo:
@@ -103,16 +114,16 @@ def _execute_here(steps: Steps, todo, deps, callbacks) -> dict[Path, BaseExcepti
             blocked.add(path)
             continue
         step, source = steps[path]
-        on_start(path)
+        listener.started(path)
         try:
             runs.execute(step.run, step.fn, seed=step.seed, data_source=source)
         except RunStorageError:
             raise  # the runs directory itself: every other run would fail the same way
         except Exception as exc:
             failures[path] = exc
-            on_failed(path)
+            listener.failed(path)
         else:
-            on_done(path)
+            listener.done(path)
     return failures
 
 

@@ -238,9 +238,7 @@ def run_grids(
                 planner=functools.partial(steps_of, list(configs), root),
                 jobs=n_jobs,
                 scheduler=scheduler,
-                on_done=done,
-                on_start=bar.started,
-                on_failed=bar.failed,
+                listener=engine.Listener(bar.started, done, bar.failed, bar.progressed),
             )
         finally:
             bar.close()
@@ -261,6 +259,7 @@ class _GridBar:
     def __init__(self, steps: Mapping[Path, tuple], *, initial: int, show: bool):
         self.labels = {path: step.label for path, (step, _) in steps.items()}
         self.active: dict[Path, str] = {}
+        self.steps_done: dict[Path, str] = {}  # "40/60" of a run that reports its steps
         self.finished: set[Path] = set()  # a start event may arrive after its run finished
         self.lock = threading.Lock()
         self.bar = tqdm(total=len(steps), initial=initial, desc="grid", disable=not show)
@@ -271,6 +270,12 @@ class _GridBar:
                 self.active[path] = self.labels.get(path, path.name)
                 self._show()
 
+    def progressed(self, path: Path, done: int, total: int) -> None:
+        with self.lock:
+            if path in self.active:
+                self.steps_done[path] = f"{done}/{total}"
+                self._show()
+
     def done(self, path: Path) -> None:
         self.failed(path)
         self.bar.update()
@@ -279,10 +284,11 @@ class _GridBar:
         with self.lock:
             self.finished.add(path)
             self.active.pop(path, None)
+            self.steps_done.pop(path, None)
             self._show()
 
     def _show(self) -> None:
-        names = list(self.active.values())
+        names = [f"{n} {self.steps_done.get(p, '')}".rstrip() for p, n in self.active.items()]
         self.bar.set_postfix_str(f"now: {', '.join(names)}" if names else "", refresh=True)
 
     def close(self) -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from xlcore import checkpoint
@@ -24,6 +23,7 @@ from xlcore.device import autocast, precision_name
 from xlcore.errors import TrainingError
 from xlcore.evaluate import evaluate
 from xlcore.objective import AlignmentObjective
+from xlcore.progress import steps as progress_steps
 from xlcore.runs import Run, atomic_torch_save
 from xlcore.strategies import Strategy, make_strategy
 from xlcore.taskmodel import TaskModel, split_task_loss
@@ -96,14 +96,7 @@ def align_encoder(
     parts = {"encoder": encoder, "loss": objective.loss, "optimizer": optimizer}
     saved = checkpoint.resume(run, device, parts)
     start, losses = saved.get("step", 0), saved.get("losses", [])
-    bar = tqdm(
-        range(start, steps),
-        desc=f"align {run.path.name[:40]}",
-        disable=not progress,
-        initial=start,
-        total=steps,
-        leave=False,
-    )
+    bar = progress_steps(f"align {run.path.name[:40]}", start, steps, progress)
     for step in bar:
         with autocast(device, bf16):
             loss = objective(encoder, step)
@@ -194,7 +187,7 @@ def finetune(
     state.update(checkpoint.resume(run, device, parts))
     task_loss_of = _task_loss(model, device, s.split_by_length)
     lengths = [len(e["input_ids"]) for e in train] if s.group_by_length else None
-    bar = _progress_bar(f"{model.task} {run.path.name[:40]}", state["step"], s.max_steps, progress)
+    bar = progress_steps(f"{model.task} {run.path.name[:40]}", state["step"], s.max_steps, progress)
     for step in bar:
         batch = collate(
             [train[i] for i in batch_at(step, len(train), s.batch_size, s.seed, lengths)],
@@ -222,13 +215,6 @@ def finetune(
         "precision": precision_name(device, bf16),
         "optimizer": _optimizer_name(optimizer),
     }
-
-
-def _progress_bar(desc: str, start: int, total: int, show: bool) -> tqdm:
-    """The steps from ``start`` (after a resume) to ``total``, with a bar when ``show``."""
-    return tqdm(
-        range(start, total), desc=desc, initial=start, total=total, disable=not show, leave=False
-    )
 
 
 def _optimization(

@@ -63,6 +63,7 @@ def test_two_workers_compute_what_one_process_computes(tmp_path, threads, capsys
     # may arrive after a run of a second has already finished).
     assert "now: finetune pos-baseline-s1" in here and "now: evaluate" in here
     assert re.search(r"now: .*finetune pos-(baseline|sequential)", on_dask)
+    assert re.search(r"now: .*finetune pos-\w+-s1 \d+/12", on_dask)  # the worker's steps
     assert all(step.run.complete for step in grid.steps)
     one, two = _results(tmp_path / "one"), _results(tmp_path / "two")
     assert len(one) == len(grid.steps) == 13

@@ -293,3 +293,9 @@ def test_adamw_is_fused_on_cpu_and_matches_the_per_parameter_loop():
     assert not torch.equal(ref.weight, torch.zeros_like(ref.weight))
     for a, b in zip(ref.parameters(), fast.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_progress_steps_outside_dask_are_the_plain_range():
+    from xlcore import progress
+
+    assert list(progress.steps("x", 3, 7, show=False)) == [3, 4, 5, 6]
