@@ -84,6 +84,7 @@ def write(path: Path, chapters: Sequence[ChapterPlan], grids: Mapping[str, objec
             for name, frame in _tables(grids).items():
                 zf.writestr(f"tables/{name}.csv", frame.to_csv(index=False))
             zf.writestr(INDEX, json.dumps(_index(chapters, grids), indent=1, default=str))
+        os.chmod(tmp, 0o644)  # readable as any file a build writes (mkstemp makes it private)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

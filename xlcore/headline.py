@@ -32,7 +32,8 @@ def headline(path: str | Path) -> str:
         claims = chapter_agreement(ch)
         origin = stored.origin
     rows = [
-        f"| {r['claim']} | {r['paper']} | {r['this build']} | **{r['verdict']}** |"
+        "| " + " | ".join(_cell(r[c]) for c in ("claim", "paper", "this build")) + " | "
+        f"**{r['verdict']}** |"
         for r in claims.to_dict("records")
     ]
     return "\n".join(
@@ -46,6 +47,11 @@ def headline(path: str | Path) -> str:
             END,
         ]
     )
+
+
+def _cell(text: object) -> str:
+    """A Markdown table cell: a ``|`` inside it (as in |ρ|) would end the cell."""
+    return str(text).replace("|", "\\|")
 
 
 def write_into(readme: Path, block: str) -> None:
