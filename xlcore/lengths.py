@@ -105,18 +105,32 @@ def tradeoff_sentence(
     first, last = width.iloc[0], width.iloc[-1]
     target = gain[gain["lang"] != src_lang]
     moved = bool(len(target)) and (target["verdict"] != NULL).any()
+    seeds = _seeds_sentence(float(first["half_width"]), float(last["half_width"]), last["seeds"])
     choice = (
         "Longer training changes the zero-shot accuracy of the models compared, so the study's "
         "conclusions hold for briefly fine-tuned models; the profile keeps its steps for the "
         "budget and spends it on seeds."
         if moved
         else "Longer training left zero-shot accuracy on the pair's language without a "
-        "detectable change, while seeds narrowed the intervals: at this budget, seeds buy "
-        "more than steps."
+        "detectable change: at this budget, seeds buy more than steps."
     )
     return (
         f"Training the baseline for {' and '.join(gain['steps'].unique())} instead of the "
-        f"profile's steps changed its accuracy by {'; '.join(parts)}. Going from 1 to "
-        f"{int(last['seeds'])} seeds narrowed the own-language intervals of sequential "
-        f"alignment from ±{first['half_width']:.1f} to ±{last['half_width']:.1f} points. " + choice
+        f"profile's steps changed its accuracy by {'; '.join(parts)}. {seeds} {choice}"
+    )
+
+
+def _seeds_sentence(one: float, many: float, n: int) -> str:
+    """How the own-language intervals moved from one seed to ``n``: an interval of one seed
+    leaves out the variation between seeds, so it may be the narrower one."""
+    moved = "narrowed" if many < one else "widened"
+    why = (
+        ""
+        if many < one
+        else ": an interval from one seed leaves out the variation between "
+        "seeds, which is larger here than the test sentences' noise"
+    )
+    return (
+        f"Going from 1 to {int(n)} seeds {moved} the own-language intervals of sequential "
+        f"alignment from ±{one:.1f} to ±{many:.1f} points{why}."
     )

@@ -48,6 +48,13 @@ def test_the_tradeoff_follows_the_target_languages_interval(verdict, says):
     assert says in text and "±2.0 to ±1.1" in text and "120 steps" in text
 
 
+def test_intervals_that_widen_with_seeds_are_called_so():
+    width = pd.DataFrame({"seeds": [1, 2, 3], "half_width": [0.5, 1.2, 1.7]})
+    text = lengths.tradeoff_sentence(_gain(NULL), width)
+    assert "widened the own-language intervals" in text and "±0.5 to ±1.7" in text
+    assert "narrowed" not in text and "leaves out the variation between seeds" in text
+
+
 def test_without_the_comparison_the_sentence_says_so():
     assert "did not run" in lengths.tradeoff_sentence(None, None)
 
