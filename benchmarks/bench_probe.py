@@ -45,9 +45,14 @@ def main() -> None:
     if any("=" not in item for item in args.set):
         parser.error("--set takes KEY=VALUE, e.g. --set probe_batch_size=8")
     overrides = dict(item.split("=", 1) for item in args.set)
-    settings = {**overrides, "tasks": [args.task], "regimes": ["baseline"], "tgt_langs": ["de"]}
+    # one seed: the probed one (a profile probes its first seeds only), against its own run
+    first = make_config(args.profile).finetune.seeds[0]
+    settings = {
+        "seeds": [first], **overrides, "tasks": [args.task], "regimes": ["baseline"],
+        "tgt_langs": ["de"],
+    }  # fmt: skip
     config = make_config(args.profile, settings)
-    if not config.probed("baseline"):
+    if not config.probed("baseline", config.finetune.seeds[0]):
         raise SystemExit("these settings probe no baseline model; nothing to time")
     timed = {"finetune": [0.0, 0.0], "probe": [0.0, 0.0]}
     with tempfile.TemporaryDirectory() as tmp:
