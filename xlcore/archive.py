@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 
 from xlcore import runs
 from xlcore.config import Config
@@ -93,7 +93,7 @@ def write(path: Path, chapters: Sequence[ChapterPlan], grids: Mapping[str, objec
 
 
 def _add_run(zf: zipfile.ZipFile, run: runs.Run, written: set[str], source: str) -> None:
-    rel = f"{run.kind}/{run.path.name}"
+    rel = _name(run)
     if rel in written:
         return
     written.add(rel)
@@ -116,18 +116,29 @@ def _add_run(zf: zipfile.ZipFile, run: runs.Run, written: set[str], source: str)
 
 
 def _tables(grids: Mapping[str, object]) -> dict:
+    """The result frames, one row set per run (a run several configs share appears once), each
+    row named by its run; ``archive.json`` lists each config's runs."""
     import pandas as pd
 
     from xlcore import frames
     from xlcore.report import runs_table
 
-    def tagged(read) -> pd.DataFrame:  # one frame of every config, named by its digest
-        parts = [read(grid).assign(config=digest) for digest, grid in grids.items()]
+    steps = {s.run.path: s for grid in grids.values() for s in grid.steps}
+    one = [SimpleNamespace(steps=[step]) for step in steps.values()]  # a grid of one run
+
+    def tagged(read) -> pd.DataFrame:
+        frames_ = [(g, read(g)) for g in one]
+        parts = [f.assign(run=_name(g.steps[0].run)) for g, f in frames_ if not f.empty]
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
-    out = {"runs": tagged(runs_table)}
+    out = {"runs": pd.concat([runs_table(g) for g in one], ignore_index=True)}
     out.update({name: tagged(getattr(frames, reader)) for name, reader in TABLES.items()})
     return out
+
+
+def _name(run: runs.Run) -> str:
+    """A run as the archive names it: ``kind/directory``."""
+    return f"{run.kind}/{run.path.name}"
 
 
 def _index(chapters: Sequence[ChapterPlan], grids: Mapping[str, object]) -> dict:
@@ -156,7 +167,7 @@ def _index(chapters: Sequence[ChapterPlan], grids: Mapping[str, object]) -> dict
                 "settings": grid.config.flat(),
                 "source": {"kind": grid.source.kind, "text": grid.source.label()},
                 "inventory": data_inventory(grid.config).to_dict("records"),
-                "runs": [f"{s.run.kind}/{s.run.path.name}" for s in grid.steps],
+                "runs": [_name(s.run) for s in grid.steps],
             }
             for digest, grid in grids.items()
         },
