@@ -7,7 +7,8 @@ Every build writes one (``_build/results/xlalign-results-<profile>.zip``, linked
 - ``archive.json``: the format version, profile, commit, hardware and date of the build; every
   chapter's parameters and the configs it reads (their settings, data source, data inventory and
   the runs of each); the encoders' descriptions and the data files' SHA-256;
-- ``tables/``: the same results as tidy CSV tables for pandas users.
+- ``tables/``: runs, evaluations, distances and gradient probes as tidy CSV tables, one row
+  set per run, named by its run.
 
 ``make book RESULTS=path/to/archive.zip`` extracts it below ``_build/archives/`` and executes the
 chapters on it: :func:`xlcore.chapter.open` finds ``archive.json`` in its runs directory and reads
@@ -37,10 +38,11 @@ FORMAT = "xlalign-results"
 VERSION = 1
 INDEX = "archive.json"
 KEPT = ("spec.json", "metrics.json", "provenance.json")
+# No per-sentence table: each evaluation run's metrics.json holds those rows already, and a copy
+# as CSV would double the archive (frames.sentence_frame reads them from an opened chapter).
 TABLES = MappingProxyType(
     {
         "evaluations": "evaluation_frame",
-        "sentences": "sentence_frame",
         "distances": "distance_frame",
         "gradients": "gradient_frame",
     }

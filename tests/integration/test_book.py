@@ -280,7 +280,10 @@ def test_a_results_archive_rebuilds_the_book_with_the_same_numbers(built, no_run
             text = zf.read(name).decode()
             assert str(root) not in text and not MACHINE_PATH.search(text), name
             assert '"host":' not in text, name
-    assert "archive.json" in names and "tables/sentences.csv" in names
+    assert "archive.json" in names and "tables/evaluations.csv" in names
+    with zipfile.ZipFile(moved) as zf:  # per-sentence results, in each evaluation's metrics
+        evaluation = next(n for n in names if n.startswith("evaluate/") and "metrics" in n)
+        assert json.loads(zf.read(evaluation))["sentences"]
     assert not [n for n in names if n.endswith((".pt", ".safetensors", ".npz"))]
     rebuilt = book.build("smoke", root=no_runs_no_data, results=moved, progress=False)
     assert set(rebuilt.status().values()) == {"executed"}
