@@ -112,6 +112,7 @@ class Chapter:
     evaluations = _frame("evaluation_frame")
     sentences = _frame("sentence_frame")
     distances = _frame("distance_frame")
+    distance_items = _frame("distance_items")
     gradients = _frame("gradient_frame")
     logs = _frame("finetune_logs")
     alignment_losses = _frame("alignment_losses")

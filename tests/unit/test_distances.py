@@ -6,16 +6,19 @@ import pytest
 import torch
 
 from xlcore.analysis.distances import (
+    ITEM_METRICS,
     WordPairSet,
-    cross_group_partners,
-    derangement,
     measure,
-    pair_cosines,
-    retrieval_p1,
     sentence_measures,
     sentence_states,
-    strong_retrieval_p1,
     word_states,
+)
+from xlcore.analysis.neighbours import (
+    cross_group_partners,
+    derangement,
+    pair_cosines,
+    retrieval_p1,
+    strong_retrieval_p1,
 )
 from xlcore.data import SIB_LABELS, DataSource
 from xlcore.device import bf16_supported
@@ -80,8 +83,8 @@ def test_word_states_take_first_subwords_and_skip_truncated(tiny):
     assert torch.allclose(vecs[-1, 0], hidden[-1][0, first_of_world], atol=1e-5)
 
 
-def test_measure_returns_every_metric_per_layer(tiny):
-    model, tok = tiny
+def _cats_and_dogs():
+    """Two sentences with five word pairs, and three parallel sentences."""
     pairs = WordPairSet(
         [["the", "cat", "sleeps"], ["a", "dog", "runs"]],
         [["die", "Katze", "schläft"], ["ein", "Hund", "läuft"]],
@@ -89,9 +92,15 @@ def test_measure_returns_every_metric_per_layer(tiny):
     )
     en = ["the cat sleeps", "a dog runs", "birds fly"]
     de = ["die Katze schläft", "ein Hund läuft", "Vögel fliegen"]
+    return pairs, en, de
+
+
+def test_measure_returns_every_metric_per_layer(tiny):
+    model, tok = tiny
+    pairs, en, de = _cats_and_dogs()
     records = measure(
         model, tok, word_pairs={"de": pairs}, parallel={"de": (en, de)}, tatoeba={"de": (en, de)}
-    )
+    ).records
     layers = model.config.num_hidden_layers + 1
     word = [r for r in records if r["level"] == "word"]
     sent = [r for r in records if r["level"] == "sentence"]
@@ -99,6 +108,24 @@ def test_measure_returns_every_metric_per_layer(tiny):
     assert all(r["lang"] == "de" for r in records)
     assert {r["n"] for r in word} == {5}
     assert pairs.limited(3).links == [[(0, 0), (1, 1), (2, 2)]]
+
+
+def test_items_hold_the_last_layer_values_of_each_item(tiny):
+    model, tok = tiny
+    pairs, en, de = _cats_and_dogs()
+    got = measure(
+        model, tok, word_pairs={"de": pairs}, parallel={"de": (en, de)}, tatoeba={"de": (en, de)}
+    )
+    last = model.config.num_hidden_layers
+    means = {r["metric"]: r["value"] for r in got.records if r["layer"] == last}
+    items = {r["metric"]: r for r in got.items}
+    assert set(items) == set(ITEM_METRICS)
+    for metric, r in items.items():
+        assert r["layer"] == last and r["lang"] == "de"
+        assert sum(r["value"]) / len(r["value"]) == pytest.approx(means[metric], abs=1e-4)
+    assert items["cos_pairs"]["cluster"] == [0, 0, 0, 1, 1]  # a word pair's sentence
+    assert items["cos"]["cluster"] == [0, 1, 2]
+    assert set(items["p1_strong_fwd"]["value"]) <= {0.0, 1.0}
 
 
 def test_bf16_states_use_autocast_only_where_native(tiny):
@@ -154,7 +181,7 @@ def test_word_retrieval_scores_repeated_pairs_by_pair(tiny):
     cat_sleeps, cat_runs = ["Katze", "schläft", "auf", "dem", "Sofa"], ["Katze", "läuft", "weg"]
     dog = ["Hund", "bellt"]
     pairs = WordPairSet([cat_sleeps, cat_runs, dog], [cat_runs, cat_sleeps, dog], [[(0, 0)]] * 3)
-    records = measure(model, tok, word_pairs={"de": pairs}, parallel={}, tatoeba={})
+    records = measure(model, tok, word_pairs={"de": pairs}, parallel={}, tatoeba={}).records
     p1 = {(r["layer"], r["metric"]): r["value"] for r in records if r["metric"].startswith("p1")}
     assert len(p1) == 4 * (model.config.num_hidden_layers + 1)
     assert set(p1.values()) == {1.0}  # by row index: 2/3 or 1/3 at every layer
@@ -177,7 +204,7 @@ def test_random_word_pairs_of_measure_come_from_other_sentences(tiny):
     model, tok = tiny
     sentences = [["Katze", "Hund"], ["Vogel"]]  # rows K, H (sentence 0) and V (sentence 1)
     pairs = WordPairSet(sentences, sentences, [[(0, 0), (1, 1)], [(0, 0)]])
-    records = measure(model, tok, word_pairs={"de": pairs}, parallel={}, tatoeba={})
+    records = measure(model, tok, word_pairs={"de": pairs}, parallel={}, tatoeba={}).records
     vecs, _ = word_states(model, tok, sentences, [[0, 1], [0]])
     for layer in range(vecs.shape[0]):
         v = torch.nn.functional.normalize(vecs[layer], dim=-1)

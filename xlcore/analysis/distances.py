@@ -25,15 +25,24 @@ mean cosines by about 1e-4 (``benchmarks/bench_distances.py`` prints both).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from xlcore.align import MODEL_INPUTS
+from xlcore.analysis.neighbours import (
+    cross_group_partners,
+    derangement,
+    pair_cosines,
+    retrieval_hits,
+    retrieval_p1,
+    strong_retrieval_hits,
+    strong_retrieval_p1,
+)
 from xlcore.batching import length_sorted_batches
 from xlcore.device import autocast
 from xlcore.tokens import BARE_PIECE, word_start_index
@@ -47,104 +56,8 @@ WORD_METRICS = (
     "p1_strong_bwd",
 )
 SENTENCE_METRICS = ("cos", "cos_random", "l2", "tatoeba_p1_fwd", "tatoeba_p1_bwd")
-
-
-# ----------------------------------------------------------------------------- retrieval
-
-
-def _item_ids(ids: Sequence[int] | torch.Tensor | None, n: int, device) -> torch.Tensor:
-    """The item each row stands for: its own index unless ``ids`` says which rows are copies."""
-    if ids is None:
-        return torch.arange(n, device=device)
-    return torch.as_tensor(ids, device=device)
-
-
-def retrieval_p1(
-    queries: torch.Tensor, keys: torch.Tensor, ids: Sequence[int] | torch.Tensor | None = None
-) -> float:
-    """Share of queries whose nearest key (cosine) stands for the same item: the key with the
-    same index, or with the same ``ids`` entry (a word pair that occurs in several sentences is
-    one item: finding another occurrence of it is no error)."""
-    q, k = F.normalize(queries.float(), dim=-1), F.normalize(keys.float(), dim=-1)
-    item = _item_ids(ids, len(q), q.device)
-    best = (q @ k.T).argmax(dim=1)
-    return float((item[best] == item).float().mean())
-
-
-def strong_retrieval_p1(
-    queries: torch.Tensor, keys: torch.Tensor, ids: Sequence[int] | torch.Tensor | None = None
-) -> float:
-    """P@1 when the search space holds the keys *and* the other queries: a query whose own
-    language is closer than its translation counts as wrong.
-
-    Queries of the query's own item (itself, and with ``ids`` its other occurrences) are left
-    out: the same word in the same language says nothing about alignment, and as a competitor
-    it would fail every repeated word.
-    """
-    q, k = F.normalize(queries.float(), dim=-1), F.normalize(keys.float(), dim=-1)
-    item = _item_ids(ids, len(q), q.device)
-    cross = q @ k.T
-    same = (q @ q.T).masked_fill(item[:, None] == item[None, :], float("-inf"))
-    best = torch.cat([cross, same], dim=1).argmax(dim=1)
-    # a same-language row found is another item (the query's own are masked): a miss
-    return float((torch.cat([item, item])[best] == item).float().mean())
-
-
-# ----------------------------------------------------------------------------- random pairs
-
-
-def derangement(n: int, seed: int = 0) -> torch.Tensor:
-    """A uniformly drawn permutation of ``range(n)`` without fixed points (empty below 2).
-
-    The random-pair baseline of parallel sentences: every sentence meets exactly one other
-    sentence's translation. Drawn, not rolled by one: files are sorted by topic, so a
-    neighbour mostly shares the topic and the baseline would be too close.
-    """
-    if n < 2:
-        return torch.empty(0, dtype=torch.long)
-    rng = np.random.default_rng(seed)
-    while True:  # rejection: about e draws on average
-        perm = rng.permutation(n)
-        if not (perm == np.arange(n)).any():
-            return torch.from_numpy(perm)
-
-
-def cross_group_partners(groups: Sequence[int], seed: int = 0) -> torch.Tensor:
-    """For each item, one item of another group drawn uniformly (seeded); empty when all items
-    share one group.
-
-    The random-pair baseline of words, grouped by sentence: two words of one sentence share its
-    context, so pairing them would put the baseline too close.
-    """
-    g = torch.as_tensor(groups, dtype=torch.long)
-    order = torch.argsort(g, stable=True)
-    _, inverse, counts = torch.unique_consecutive(g[order], return_inverse=True, return_counts=True)
-    if len(counts) < 2:
-        return torch.empty(0, dtype=torch.long)
-    # Each item's group is one run [start, start + size) of ``order``: draw among the other
-    # n - size positions and step over the run.
-    size = torch.empty_like(g)
-    start = torch.empty_like(g)
-    size[order] = counts[inverse]
-    start[order] = (torch.cumsum(counts, 0) - counts)[inverse]
-    others = len(g) - size
-    draw = torch.from_numpy(np.random.default_rng(seed).random(len(g))).mul(others).long()
-    draw = draw.minimum(others - 1)
-    return order[draw + size * (draw >= start)]
-
-
-def pair_cosines(
-    a: torch.Tensor, b: torch.Tensor, partners: torch.Tensor | None = None
-) -> tuple[float, float]:
-    """Mean cosine of row-aligned pairs, and of mismatched pairs: row ``i`` of ``a`` with row
-    ``partners[i]`` of ``b`` (default: a seeded :func:`derangement`); NaN without partners."""
-    a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
-    matched = (a * b).sum(-1).mean()
-    if partners is None:
-        partners = derangement(len(a))
-    if len(partners) == 0:
-        return float(matched), float("nan")
-    return float(matched), float((a * b[partners.to(b.device)]).sum(-1).mean())
+# Kept per item at the last layer, so that a change between two encoders has an interval.
+ITEM_METRICS = ("cos_pairs", "p1_strong_fwd", "cos", "tatoeba_p1_fwd")
 
 
 # ----------------------------------------------------------------------------- states
@@ -319,17 +232,21 @@ def _kept_links(
     return links, src_rows, tgt_rows
 
 
-def word_measures(
-    model,
-    tokenizer,
-    pairs: WordPairSet,
-    *,
-    max_length: int = 128,
-    bf16: bool = False,
-    seed: int = 0,
-) -> list[dict]:
-    """Per layer: :data:`WORD_METRICS` on the word pairs of ``pairs`` (``seed`` draws the
-    random pairs)."""
+@dataclass
+class PairStates:
+    """Both sides' states of the word pairs that survived truncation, at every layer."""
+
+    src: torch.Tensor  # (L+1, N, H)
+    tgt: torch.Tensor
+    links: list[int]  # each kept pair's index among all pairs of the set
+    pair_ids: torch.Tensor  # the same id for every occurrence of an (en word, X word) pair
+    sentences: list[int]  # each kept pair's sentence
+
+
+def word_pair_states(
+    model, tokenizer, pairs: WordPairSet, *, max_length: int = 128, bf16: bool = False
+) -> PairStates:
+    """First-sub-word states of both words of every pair of ``pairs``."""
     src_vecs, src_kept = word_states(
         model,
         tokenizer,
@@ -347,30 +264,84 @@ def word_measures(
         bf16=bf16,
     )
     links, keep_src, keep_tgt = _kept_links(src_kept, tgt_kept)
-    n = len(links)
+    ids, sentences = pairs.link_ids()
+    return PairStates(
+        src_vecs[:, keep_src] if links else src_vecs,
+        tgt_vecs[:, keep_tgt] if links else tgt_vecs,
+        links,
+        torch.tensor(ids, dtype=torch.long)[links],
+        [sentences[i] for i in links],
+    )
+
+
+def word_records(states: PairStates, seed: int = 0) -> list[dict]:
+    """Per layer: :data:`WORD_METRICS` of the word pairs (``seed`` draws the random pairs)."""
+    n = len(states.links)
     if n < 2:
         return []
-    src_vecs, tgt_vecs = src_vecs[:, keep_src], tgt_vecs[:, keep_tgt]
-    ids, sentences = pairs.link_ids()
-    pair_ids = torch.tensor(ids)[links]
-    partners = cross_group_partners([sentences[i] for i in links], seed)
+    partners = cross_group_partners(states.sentences, seed)
     records = []
-    for layer in range(src_vecs.shape[0]):
-        s, t = src_vecs[layer], tgt_vecs[layer]
+    for layer in range(states.src.shape[0]):
+        s, t, ids = states.src[layer], states.tgt[layer], states.pair_ids
         cos, cos_random = pair_cosines(s, t, partners)
         values = {
             "cos_pairs": cos,
             "cos_random": cos_random,
-            "p1_weak_fwd": retrieval_p1(s, t, pair_ids),
-            "p1_weak_bwd": retrieval_p1(t, s, pair_ids),
-            "p1_strong_fwd": strong_retrieval_p1(s, t, pair_ids),
-            "p1_strong_bwd": strong_retrieval_p1(t, s, pair_ids),
+            "p1_weak_fwd": retrieval_p1(s, t, ids),
+            "p1_weak_bwd": retrieval_p1(t, s, ids),
+            "p1_strong_fwd": strong_retrieval_p1(s, t, ids),
+            "p1_strong_bwd": strong_retrieval_p1(t, s, ids),
         }
         records.extend(
             {"layer": layer, "level": "word", "metric": m, "value": v, "n": n}
             for m, v in values.items()
         )
     return records
+
+
+def word_measures(
+    model,
+    tokenizer,
+    pairs: WordPairSet,
+    *,
+    max_length: int = 128,
+    bf16: bool = False,
+    seed: int = 0,
+) -> list[dict]:
+    """Per layer: :data:`WORD_METRICS` on the word pairs of ``pairs`` (``seed`` draws the
+    random pairs)."""
+    states = word_pair_states(model, tokenizer, pairs, max_length=max_length, bf16=bf16)
+    return word_records(states, seed)
+
+
+def _item_record(level: str, layer: int, metric: str, values, clusters=None, items=None) -> dict:
+    values = torch.as_tensor(values).float()
+    n = len(values)
+    return {
+        "level": level,
+        "layer": layer,
+        "metric": metric,
+        "item": list(range(n)) if items is None else list(items),
+        "cluster": list(range(n)) if clusters is None else list(clusters),
+        # four decimals: a cosine change is read to 1e-3, and the archive stays small
+        "value": [round(v, 4) for v in values.tolist()],
+    }
+
+
+def word_items(states: PairStates) -> list[dict]:
+    """Last-layer :data:`ITEM_METRICS` of each word pair, with its sentence as the cluster:
+    the per-item values that give the change between two encoders an interval."""
+    if len(states.links) < 2:
+        return []
+    layer = states.src.shape[0] - 1
+    s, t = states.src[layer], states.tgt[layer]
+    cos = (F.normalize(s.float(), dim=-1) * F.normalize(t.float(), dim=-1)).sum(-1)
+    hits = strong_retrieval_hits(s, t, states.pair_ids)
+    keyed = {"clusters": states.sentences, "items": states.links}
+    return [
+        _item_record("word", layer, "cos_pairs", cos, **keyed),
+        _item_record("word", layer, "p1_strong_fwd", hits, **keyed),
+    ]
 
 
 def sentence_measures(
@@ -401,6 +372,32 @@ def sentence_measures(
     return records
 
 
+def sentence_items(
+    en_states: torch.Tensor,
+    x_states: torch.Tensor,
+    tatoeba_en: torch.Tensor | None = None,
+    tatoeba_x: torch.Tensor | None = None,
+) -> list[dict]:
+    """Last-layer cosine of each parallel sentence pair and Tatoeba hit (en→X) of each row."""
+    layer = en_states.shape[0] - 1
+    a, b = en_states[layer], x_states[layer]
+    cos = (F.normalize(a.float(), dim=-1) * F.normalize(b.float(), dim=-1)).sum(-1)
+    items = [_item_record("sentence", layer, "cos", cos)]
+    if tatoeba_en is not None and tatoeba_x is not None:
+        hits = retrieval_hits(tatoeba_en[layer], tatoeba_x[layer])
+        items.append(_item_record("sentence", layer, "tatoeba_p1_fwd", hits))
+    return items
+
+
+@dataclass
+class Measured:
+    """All distance records of one encoder, and the per-item values of :data:`ITEM_METRICS`
+    (one record per language and metric, its values in lists)."""
+
+    records: list[dict]
+    items: list[dict]
+
+
 def measure(
     model: nn.Module,
     tokenizer,
@@ -411,61 +408,57 @@ def measure(
     max_length: int = 128,
     bf16: bool = False,
     seed: int = 0,
-) -> list[dict]:
-    """All distance records of one encoder: one row per language, layer, level and metric.
+) -> Measured:
+    """All distance records of one encoder (one row per language, layer, level and metric)
+    and its per-item values.
 
     ``parallel[lang]`` and ``tatoeba[lang]`` are ``(english, x)`` sentence lists in
     correspondence. Languages may appear in any subset of the three inputs. ``seed`` draws the
     random pairs.
     """
-    records: list[dict] = []
+    out = Measured([], [])
+
+    def add(lang: str, records: list[dict], items: list[dict]) -> None:
+        out.records.extend({"lang": lang, **r} for r in records)
+        out.items.extend({"lang": lang, **r} for r in items)
+
     for lang, pairs in word_pairs.items():
-        records.extend(
-            {"lang": lang, **r}
-            for r in word_measures(
-                model, tokenizer, pairs, max_length=max_length, bf16=bf16, seed=seed
-            )
-        )
-    english_cache: dict[tuple[str, ...], torch.Tensor] = {}
+        states = word_pair_states(model, tokenizer, pairs, max_length=max_length, bf16=bf16)
+        add(lang, word_records(states, seed), word_items(states))
 
     def pooled(texts: list[str]) -> torch.Tensor:
         return sentence_states(model, tokenizer, texts, max_length=max_length, bf16=bf16)
 
-    def states(texts: list[str]) -> torch.Tensor:
-        key = tuple(texts)
-        if key not in english_cache:
-            english_cache[key] = pooled(texts)
-        return english_cache[key]
-
+    english = functools.lru_cache(maxsize=None)(lambda texts: pooled(list(texts)))
     for lang in dict.fromkeys([*parallel, *tatoeba]):
-        en_x = parallel.get(lang)
-        tat = tatoeba.get(lang)
-        if en_x is None:
+        if lang not in parallel:
             continue
-        en_states = states(en_x[0])
-        x_states = pooled(en_x[1])
+        en_states, x_states = english(tuple(parallel[lang][0])), pooled(parallel[lang][1])
         t_en = t_x = None
-        if tat is not None:
-            t_en, t_x = pooled(tat[0]), pooled(tat[1])
-        records.extend(
-            {"lang": lang, **r}
-            for r in sentence_measures(en_states, x_states, t_en, t_x, seed=seed)
+        if lang in tatoeba:
+            t_en, t_x = pooled(tatoeba[lang][0]), pooled(tatoeba[lang][1])
+        add(
+            lang,
+            sentence_measures(en_states, x_states, t_en, t_x, seed=seed),
+            sentence_items(en_states, x_states, t_en, t_x),
         )
-    return records
+    return out
 
 
 __all__ = [
+    "ITEM_METRICS",
     "WORD_METRICS",
     "SENTENCE_METRICS",
     "WordPairSet",
-    "cross_group_partners",
-    "derangement",
+    "Measured",
+    "PairStates",
     "measure",
-    "pair_cosines",
-    "retrieval_p1",
+    "sentence_items",
     "sentence_measures",
     "sentence_states",
-    "strong_retrieval_p1",
+    "word_items",
     "word_measures",
+    "word_pair_states",
+    "word_records",
     "word_states",
 ]

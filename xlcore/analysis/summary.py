@@ -11,31 +11,6 @@ import pandas as pd
 
 from xlcore.analysis import transfer
 from xlcore.analysis.stats import GAIN, LOSS, ONE_SEED_CAVEAT
-from xlcore.config import pair_lang
-
-ALIGNMENT_METRICS = ("cos_pairs", "p1_strong_fwd", "cos", "tatoeba_p1_fwd")
-
-
-def alignment_effect(
-    distances: pd.DataFrame, metrics=ALIGNMENT_METRICS, src_lang: str = "en"
-) -> pd.DataFrame:
-    """Last-layer value of each metric on each pair's own language: base encoder vs aligned.
-
-    Columns: pair, metric, base, aligned, change (mean over seeds).
-    """
-    last = distances["layer"].max()
-    d = distances[(distances["layer"] == last) & distances["metric"].isin(metrics)]
-    base = d[d["stage"] == "base"].groupby(["lang", "metric"])["value"].mean()
-    rows = []
-    aligned = d[d["stage"] == "aligned"]
-    for (pair, metric), part in aligned.groupby(["pair", "metric"]):
-        lang = pair_lang(pair, src_lang)
-        own = part[part["lang"] == lang]["value"].mean()
-        ref = base.get((lang, metric), np.nan)
-        rows.append(
-            {"pair": pair, "metric": metric, "base": ref, "aligned": own, "change": own - ref}
-        )
-    return pd.DataFrame(rows)
 
 
 def seed_intervals(evaluations: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
@@ -332,7 +307,6 @@ def guidelines(
 __all__ = [
     "distance_correlations_at",
     "seed_intervals",
-    "alignment_effect",
     "gradient_sentences",
     "gradient_summary",
     "guidelines",

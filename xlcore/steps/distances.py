@@ -18,7 +18,8 @@ KIND = "distances"
 # 2: seeded samples of the sentences (SIB-200 stratified by topic, Tatoeba over the whole file)
 # instead of the first rows, retrieval hits on any occurrence of a word pair, and random pairs
 # drawn from other sentences instead of the neighbour (issue "Evidence", bugs 2-4).
-VERSION = 2
+# 3: per-item values at the last layer (``items``), for the intervals of alignment's effect.
+VERSION = 3
 MAX_LENGTH = 128
 
 
@@ -90,7 +91,7 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
     parallel, tatoeba = distance_sentences(
         ctx.source, spec.src_lang, spec.langs, spec.distance_limit, spec.sample_seed
     )
-    records = xdist.measure(
+    measured = xdist.measure(
         model,
         tok,
         word_pairs=word_pairs,
@@ -101,6 +102,7 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
         seed=spec.sample_seed,
     )
     return {
-        "records": [{**spec.record(), **r} for r in records],
+        "records": [{**spec.record(), **r} for r in measured.records],
+        "items": [{**spec.record(), **r} for r in measured.items],
         "precision": precision_name(ctx.device, spec.bf16),
     }
