@@ -67,7 +67,7 @@ def main() -> None:
     texts = []
     for lang in ("de", "ru", "ar", "zh", "fr", "es"):
         texts += [x for en, x in xdata.load_tatoeba(lang, source=source)]
-        texts += [e.text for e in xdata.load_sib(lang, "test", source=source)]
+        texts += xdata.load_sib(lang, "test", source=source)["text"]
     texts = texts[: args.n]
     model, tok = encoders.load(args.model)
     model.eval()

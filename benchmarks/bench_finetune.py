@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     baseline = baseline_model(encoder, args.seed)
 
     start = time.perf_counter()
-    texts = [list(s.words) for s in (*train_s, *select_s, *eval_s["dev"], *eval_s["test"])]
+    texts = [words for ds in (train_s, select_s, *eval_s.values()) for words in ds["tokens"]]
     small, small_tok, kept = encoders.trim_vocabulary(encoder, tok, texts)
     t_trim = time.perf_counter() - start
     del encoder
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
             encoded = encode_pos(tokenizer, sentences, 256)
             acc = evaluate(model, encoded, "pos", tokenizer, 64, cpu)["accuracy"]
             # binomial standard error of an accuracy over this many words
-            se = math.sqrt(acc * (1 - acc) / sum(len(s.words) for s in sentences))
+            se = math.sqrt(acc * (1 - acc) / sum(map(len, sentences["tokens"])))
             scores.append(f"{split} {100 * acc:.2f}% (±{100 * se:.2f})")
         print(f"accuracy {name}: " + ", ".join(scores), flush=True)
 

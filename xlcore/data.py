@@ -1,5 +1,9 @@
 """The data module: one data root and the loaders of its tasks.
 
+UD and SIB-200 splits come as ``datasets.Dataset`` objects with the column names of their
+Hugging Face dataset cards (:func:`pos_features`, :func:`sib_features`); the bitext and Tatoeba
+come as lists of pairs.
+
 Languages are ISO 639-1 codes throughout (:mod:`xlcore.languages` maps the upstream schemes);
 the file readers are in :mod:`xlcore.readers`.
 
@@ -34,7 +38,7 @@ import numpy as np
 from xlcore.errors import ConfigError, DataError
 from xlcore.languages import LANGUAGES
 from xlcore.paths import SAMPLE_ROOT, download_root, env_data_root, env_wants_sample
-from xlcore.readers import TaggedSentence, read_conllu, read_tsv, stat_key
+from xlcore.readers import UPOS, TaggedSentence, read_conllu, read_tsv, stat_key
 
 SIB_LABELS: tuple[str, ...] = (
     "science/technology", "travel", "politics", "sports", "health", "entertainment", "geography",
@@ -49,15 +53,6 @@ DOCUMENT_IDS_FILE = "parallel/ntrex_document_ids.tsv"
 
 _TASK_NAMES = {"pos": "POS (UD)", "sib": "SIB-200", "tatoeba": "Tatoeba", "parallel": "parallel"}
 _SOURCE_PARTS = ("ud", "sib200", "tatoeba", "parallel")
-
-
-@dataclass(frozen=True)
-class LabelledText:
-    """One SIB-200 example; ``label`` indexes :data:`SIB_LABELS`."""
-
-    id: str
-    text: str
-    label: int
 
 
 @dataclass(frozen=True)
@@ -275,15 +270,63 @@ def _take(items: list, limit: int | None) -> list:
 # Task loaders
 
 
+def _datasets():
+    # imported on first use: ``datasets`` takes about a second to import (bench_datasets.py),
+    # which the CLI and the chapters need not pay
+    import datasets
+
+    return datasets
+
+
+def pos_features():
+    """The columns of a UD split, named as on the Hugging Face ``universal_dependencies``
+    dataset card: ``tokens`` (syntactic words) and ``upos`` (:data:`~xlcore.readers.UPOS`
+    indices; the feature's ``names`` decode them)."""
+    ds = _datasets()
+    return ds.Features(
+        {
+            "tokens": ds.List(ds.Value("string")),
+            "upos": ds.List(ds.ClassLabel(names=list(UPOS))),
+        }
+    )
+
+
+def sib_features():
+    """The columns of a SIB-200 split, named as on the Hugging Face ``Davlan/sib200`` dataset
+    card: ``index_id``, ``category`` (one of :data:`SIB_LABELS`) and ``text``."""
+    ds = _datasets()
+    return ds.Features(
+        {"index_id": ds.Value("string"), "category": ds.Value("string"), "text": ds.Value("string")}
+    )
+
+
+def pos_dataset(sentences: Sequence[TaggedSentence]):
+    """Parsed UD sentences as a ``datasets.Dataset`` with :func:`pos_features`."""
+    index = {tag: i for i, tag in enumerate(UPOS)}
+    columns = {
+        "tokens": [list(s.words) for s in sentences],
+        "upos": [[index[t] for t in s.upos] for s in sentences],
+    }
+    return _datasets().Dataset.from_dict(columns, features=pos_features())
+
+
+def sib_dataset(rows: Sequence[Sequence[str]]):
+    """SIB-200 rows ``(index_id, category, text)`` as a ``datasets.Dataset`` with
+    :func:`sib_features`."""
+    columns = {name: [r[i] for r in rows] for i, name in enumerate(SIB_COLUMNS)}
+    return _datasets().Dataset.from_dict(columns, features=sib_features())
+
+
 def load_pos(
     lang: str,
     split: str,
     source: DataSource | str | os.PathLike | None = None,
     limit: int | None = None,
-) -> list[TaggedSentence]:
-    """UD sentences of ``ud/<lang>/<split>.conllu``; a fixed subset of ``limit`` when given."""
+):
+    """UD sentences of ``ud/<lang>/<split>.conllu`` as a ``datasets.Dataset``
+    (:func:`pos_features`); a fixed subset of ``limit`` when given."""
     path = _locate("pos", lang, split, _source(source))
-    return _take(read_conllu(path), limit)
+    return pos_dataset(_take(read_conllu(path), limit))
 
 
 def load_sib(
@@ -291,26 +334,26 @@ def load_sib(
     split: str,
     source: DataSource | str | os.PathLike | None = None,
     limit: int | None = None,
-) -> list[LabelledText]:
-    """SIB-200 examples of ``sib200/<lang>/<split>.tsv`` (label = index into :data:`SIB_LABELS`)."""
+):
+    """SIB-200 examples of ``sib200/<lang>/<split>.tsv`` as a ``datasets.Dataset``
+    (:func:`sib_features`); a fixed subset of ``limit`` when given."""
     path = _locate("sib", lang, split, _source(source))
-    return _take(list(_sib_cached(*stat_key(path))), limit)
+    return sib_dataset(_take(list(_sib_cached(*stat_key(path))), limit))
 
 
 @functools.lru_cache(maxsize=128)
-def _sib_cached(path: str, size: int, mtime_ns: int) -> tuple[LabelledText, ...]:
-    labels = {name: i for i, name in enumerate(SIB_LABELS)}
+def _sib_cached(path: str, size: int, mtime_ns: int) -> tuple[tuple[str, str, str], ...]:
     out = []
     for line, (index_id, category, text) in enumerate(read_tsv(path, SIB_COLUMNS), start=2):
-        if category not in labels:
+        if category not in SIB_LABELS:
             raise DataError(
                 f"{path}:{line}: unknown category {category!r}; expected one of: "
                 f"{', '.join(SIB_LABELS)}"
             )
         if not text.strip():
             raise DataError(f"{path}:{line}: empty text")
-        out.append(LabelledText(index_id, text, labels[category]))
-    _check_unique(path, [x.id for x in out])
+        out.append((index_id, category, text))
+    _check_unique(path, [x[0] for x in out])
     if not out:
         raise DataError(f"{path}:2: no examples after the header")
     return tuple(out)

@@ -13,7 +13,6 @@ import torch
 
 from xlcore.batching import collate, length_pieces, length_sorted_batches
 from xlcore.device import autocast
-from xlcore.readers import TaggedSentence
 from xlcore.tasks import Task, get_task
 from xlcore.tokens import IGNORE_INDEX
 
@@ -83,11 +82,12 @@ def evaluate(
     return get_task(task).score(encoded, preds)
 
 
-def majority_baseline(train: Sequence[TaggedSentence], test: Sequence[TaggedSentence]) -> float:
-    """Accuracy of always predicting the most frequent English training tag."""
-    counts = Counter(tag for s in train for tag in s.upos)
-    if not counts or not test:
+def majority_baseline(train, test) -> float:
+    """Accuracy of always predicting the most frequent English training tag (UD datasets,
+    :func:`xlcore.data.load_pos`)."""
+    counts = Counter(tag for tags in train["upos"] for tag in tags)
+    if not counts or not len(test):
         return float("nan")
     top = counts.most_common(1)[0][0]
-    total = sum(len(s.upos) for s in test)
-    return sum(tag == top for s in test for tag in s.upos) / total
+    tags = test["upos"]
+    return sum(tag == top for t in tags for tag in t) / sum(len(t) for t in tags)

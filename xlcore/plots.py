@@ -12,22 +12,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from xlcore.analysis.distances import METRIC_LABELS
 from xlcore.analysis.relations import MIN_POINTS
 from xlcore.config import pair_lang
 
 REGIME_ORDER = ["baseline", "sequential", "joint", "alternating", "pcgrad", "gradvac"]
-METRIC_LABELS = {
-    "cos_pairs": "cosine of aligned word pairs",
-    "cos_random": "cosine of random pairs",
-    "p1_weak_fwd": "word retrieval P@1, en→X (weak)",
-    "p1_weak_bwd": "word retrieval P@1, X→en (weak)",
-    "p1_strong_fwd": "word retrieval P@1, en→X (strong)",
-    "p1_strong_bwd": "word retrieval P@1, X→en (strong)",
-    "cos": "cosine of parallel sentences",
-    "l2": "L2 distance of parallel sentences",
-    "tatoeba_p1_fwd": "Tatoeba retrieval P@1, en→X",
-    "tatoeba_p1_bwd": "Tatoeba retrieval P@1, X→en",
-}
 
 
 def set_style() -> None:

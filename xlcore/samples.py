@@ -33,18 +33,27 @@ def sample_rows(n: int, limit: int | None, seed: int = 0) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(n, size=limit, replace=False).tolist())
 
 
-def probe_split(examples: Sequence, held: int) -> tuple[list, list]:
+def _rows(examples, rows: list[int]):
+    """The ``rows`` of a ``datasets.Dataset`` (as one) or of a list."""
+    if hasattr(examples, "select"):
+        return examples.select(rows)
+    return [examples[i] for i in rows]
+
+
+def probe_split(examples, held: int):
     """(evaluated, probed): ``held`` test examples drawn at random (seeded) for the gradient
     probes' target-language stream where a language has no dev split, and the rest, which
-    alone are evaluated; both in file order."""
-    if held > len(examples) // 2:
+    alone are evaluated; both in file order, of the type of ``examples`` (a dataset or a
+    list)."""
+    n = len(examples)
+    if held > n // 2:
         raise ConfigError(
-            f"probe_test_rows={held} would keep {held} of {len(examples)} test examples out of "
+            f"probe_test_rows={held} would keep {held} of {n} test examples out of "
             "evaluation (at most half may go); lower probe_test_rows"
         )
-    probed = set(sample_rows(len(examples), held, seed=PROBE_SEED)) if held else set()
-    evaluated = [e for i, e in enumerate(examples) if i not in probed]
-    return evaluated, [e for i, e in enumerate(examples) if i in probed]
+    probed = set(sample_rows(n, held, seed=PROBE_SEED)) if held else set()
+    evaluated = [i for i in range(n) if i not in probed]
+    return _rows(examples, evaluated), _rows(examples, sorted(probed))
 
 
 def stratified_rows(labels: Sequence[int], limit: int | None, seed: int = 0) -> list[int]:
@@ -77,13 +86,18 @@ def distance_sentences(
     sentences shared with English (stratified over the topics) and ``limit`` Tatoeba pairs
     (where the data source has them)."""
     parallel, tatoeba = {}, {}
-    en_sib = xdata.load_sib(src_lang, "test", source=source)
+    en_sib = xdata.load_sib(src_lang, "test", source=source).to_list()
     for lang in langs:
-        x_text = {e.id: e.text for e in xdata.load_sib(lang, "test", source=source)}
-        # English file order and labels: languages sharing the same ids get the same sample
-        shared = [e for e in en_sib if e.id in x_text]
-        rows = stratified_rows([e.label for e in shared], limit, seed)
-        parallel[lang] = ([shared[i].text for i in rows], [x_text[shared[i].id] for i in rows])
+        x_sib = xdata.load_sib(lang, "test", source=source)
+        x_text = dict(zip(x_sib["index_id"], x_sib["text"], strict=True))
+        # English file order and topics: languages sharing the same ids get the same sample
+        shared = [e for e in en_sib if e["index_id"] in x_text]
+        topics = [xdata.SIB_LABELS.index(e["category"]) for e in shared]
+        rows = stratified_rows(topics, limit, seed)
+        parallel[lang] = (
+            [shared[i]["text"] for i in rows],
+            [x_text[shared[i]["index_id"]] for i in rows],
+        )
         if lang in xdata.available_languages("tatoeba", source=source):
             pairs = xdata.load_tatoeba(lang, source=source)
             rows = sample_rows(len(pairs), limit, seed)

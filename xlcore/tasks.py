@@ -6,6 +6,7 @@ trains, batches or predicts asks a task for ``token_level`` instead of testing i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -15,40 +16,72 @@ from sklearn.metrics import accuracy_score, f1_score
 from xlcore import data as xdata
 from xlcore.config import unknown_key_message
 from xlcore.errors import ConfigError
-from xlcore.readers import UPOS, TaggedSentence
+from xlcore.readers import UPOS
 from xlcore.tokens import IGNORE_INDEX, label_first_subwords
 
-_UPOS_INDEX = MappingProxyType({tag: i for i, tag in enumerate(UPOS)})
 
-
-def encode_pos(tokenizer, sentences: Sequence[TaggedSentence], max_length: int) -> list[dict]:
-    """Tokenise tagged sentences; labels on first contentful sub-words, -100 elsewhere."""
-    if not sentences:
-        return []
-    enc = tokenizer(
-        [list(s.words) for s in sentences],
-        is_split_into_words=True,
-        truncation=True,
-        max_length=max_length,
+@contextlib.contextmanager
+def _quiet_map():
+    """``Dataset.map`` draws a progress bar for every split it encodes; the grid draws its own."""
+    from datasets.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
     )
-    out = []
-    for i, sent in enumerate(sentences):
-        labels = label_first_subwords(
-            enc.word_ids(i), enc.tokens(i), [_UPOS_INDEX[t] for t in sent.upos]
-        )
-        out.append({"input_ids": enc["input_ids"][i], "labels": labels, "n_words": len(sent.words)})
-    return out
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
 
 
-def encode_sib(tokenizer, examples: Sequence[xdata.LabelledText], max_length: int) -> list[dict]:
-    """Tokenise labelled sentences for sequence classification."""
-    if not examples:
+def _encode(examples, encode_batch: Callable) -> list[dict]:
+    """``examples`` (a ``datasets.Dataset``) through ``Dataset.map(batched=True)``, as the rows
+    the collator takes: input_ids, labels and n_words."""
+    if len(examples) == 0:
         return []
-    enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
-    return [
-        {"input_ids": ids, "labels": e.label, "n_words": 1}
-        for ids, e in zip(enc["input_ids"], examples, strict=True)
-    ]
+    with _quiet_map():
+        mapped = examples.map(encode_batch, batched=True, remove_columns=examples.column_names)
+    return mapped.select_columns(["input_ids", "labels", "n_words"]).to_list()
+
+
+def encode_pos(tokenizer, sentences, max_length: int) -> list[dict]:
+    """Tokenise tagged sentences (:func:`xlcore.data.load_pos`); labels on first contentful
+    sub-words, -100 elsewhere."""
+
+    def encode_batch(batch: dict) -> dict:
+        enc = tokenizer(
+            batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length
+        )
+        return {
+            "input_ids": enc["input_ids"],
+            "labels": [
+                label_first_subwords(enc.word_ids(i), enc.tokens(i), tags)
+                for i, tags in enumerate(batch["upos"])
+            ],
+            "n_words": [len(words) for words in batch["tokens"]],
+        }
+
+    return _encode(sentences, encode_batch)
+
+
+def encode_sib(tokenizer, examples, max_length: int) -> list[dict]:
+    """Tokenise labelled sentences (:func:`xlcore.data.load_sib`) for sequence
+    classification; the label is the category's index in :data:`xlcore.data.SIB_LABELS`."""
+    index = {name: i for i, name in enumerate(xdata.SIB_LABELS)}
+
+    def encode_batch(batch: dict) -> dict:
+        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        return {
+            "input_ids": enc["input_ids"],
+            "labels": [index[c] for c in batch["category"]],
+            "n_words": [1] * len(batch["text"]),
+        }
+
+    return _encode(examples, encode_batch)
 
 
 def score_pos(encoded: Sequence[dict], preds: Sequence) -> dict[str, float]:
@@ -119,7 +152,7 @@ POS = Task(
     load=xdata.load_pos,
     encode=encode_pos,
     score=score_pos,
-    text=lambda ex: list(ex.words),
+    text=lambda ex: ex["tokens"],
 )
 SIB = Task(
     name="sib",
@@ -129,7 +162,7 @@ SIB = Task(
     load=xdata.load_sib,
     encode=encode_sib,
     score=score_sib,
-    text=lambda ex: ex.text,
+    text=lambda ex: ex["text"],
 )
 TASKS = MappingProxyType({t.name: t for t in (POS, SIB)})
 

@@ -57,9 +57,9 @@ def sample_texts(root: Path = SAMPLE_ROOT) -> list[str]:
             texts.extend((en, x))
     for split in data.SPLITS:
         for lang in data.available_languages("pos", split=split, source=source):
-            texts.extend(" ".join(s.words) for s in data.load_pos(lang, split, source=source))
+            texts.extend(" ".join(w) for w in data.load_pos(lang, split, source=source)["tokens"])
         for lang in data.available_languages("sib", split=split, source=source):
-            texts.extend(e.text for e in data.load_sib(lang, split, source=source))
+            texts.extend(data.load_sib(lang, split, source=source)["text"])
     if not texts:
         raise XlcoreError(
             f"no sample texts under {root}; the package data is missing (reinstall xlalign)"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from xlcore import encoders
-from xlcore.data import load_parallel
+from xlcore.data import load_parallel, pos_dataset
 from xlcore.errors import DataError
 from xlcore.readers import UPOS, TaggedSentence, read_conllu, read_tsv
 from xlcore.tasks import encode_pos
@@ -250,7 +250,7 @@ def tokenizer(request):
 @example(words=[("a", "DET"), ("<s>", "X"), ("(", "PUNCT"), ("x<pad>y", "NOUN")], max_length=16)
 def test_labels_sit_on_first_contentful_subwords_only(tokenizer, words, max_length):
     sentence = TaggedSentence(tuple(w for w, _ in words), tuple(u for _, u in words))
-    (encoded,) = encode_pos(tokenizer, [sentence], max_length)
+    (encoded,) = encode_pos(tokenizer, pos_dataset([sentence]), max_length)
     enc = tokenizer([list(sentence.words)], is_split_into_words=True, truncation=True,
                     max_length=max_length)  # fmt: skip
     ids, word_ids, tokens = enc["input_ids"][0], enc.word_ids(0), enc.tokens(0)

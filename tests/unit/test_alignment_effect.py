@@ -5,7 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlcore.analysis.alignment import alignment_effect, change_interval, closer_sentence
+from xlcore.analysis.alignment import (
+    alignment_effect,
+    change_interval,
+    closer_sentence,
+    effect_table,
+    moved_sentence,
+)
 from xlcore.analysis.stats import GAIN, LOSS, NULL
 
 
@@ -77,3 +83,21 @@ def test_closer_sentence_counts_pairs_from_their_intervals():
     text = closer_sentence(alignment_effect(frame))
     assert "closer at the last layer for 1 of 2 pairs" in text
     assert "en-ar: no change detectable at this size" in text
+
+
+def test_one_seed_says_its_interval_leaves_the_seed_out_and_measures_are_counted():
+    one = alignment_effect(_items(0.05, seeds=1))
+    assert "not the alignment seed" in closer_sentence(one)
+    assert "not the alignment seed" not in closer_sentence(alignment_effect(_items(0.05)))
+    frame = pd.concat(
+        [_items(0.05), _items(-0.05, seed=1).assign(metric="tatoeba_p1_fwd")], ignore_index=True
+    )
+    text = moved_sentence(alignment_effect(frame))
+    assert text == (
+        "cosine of aligned word pairs: higher for 1 of 1 pairs, lower for 0; "
+        "Tatoeba retrieval P@1, en→X: higher for 0 of 1 pairs, lower for 1."
+    )
+    assert list(effect_table(alignment_effect(frame)).columns) == [
+        "cosine of aligned word pairs",
+        "Tatoeba retrieval P@1, en→X",
+    ]

@@ -126,6 +126,8 @@ def test_items_hold_the_last_layer_values_of_each_item(tiny):
     assert items["cos_pairs"]["cluster"] == [0, 0, 0, 1, 1]  # a word pair's sentence
     assert items["cos"]["cluster"] == [0, 1, 2]
     assert set(items["p1_strong_fwd"]["value"]) <= {0.0, 1.0}
+    kept = measure(model, tok, word_pairs={"de": pairs}, parallel={}, tatoeba={}, item_langs=())
+    assert kept.records and not kept.items  # per-item values only for the languages asked
 
 
 def test_bf16_states_use_autocast_only_where_native(tiny):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from xlcore.data import pos_dataset
 from xlcore.evaluate import majority_baseline
 from xlcore.readers import TaggedSentence
 from xlcore.tasks import correct_per_example, get_task
@@ -43,8 +44,8 @@ def test_per_example_correctness_adds_up_to_the_accuracy():
 
 
 def test_majority_baseline():
-    train = [TaggedSentence(("a", "b", "c"), ("NOUN", "NOUN", "VERB"))]
-    test = [TaggedSentence(("x", "y"), ("NOUN", "DET"))]
+    train = pos_dataset([TaggedSentence(("a", "b", "c"), ("NOUN", "NOUN", "VERB"))])
+    test = pos_dataset([TaggedSentence(("x", "y"), ("NOUN", "DET"))])
     assert majority_baseline(train, test) == pytest.approx(0.5)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xlcore.analysis.distances import ITEM_METRICS
+from xlcore.analysis.distances import ITEM_METRICS, METRIC_LABELS
 from xlcore.analysis.stats import GAIN, LOSS, delta_interval
 from xlcore.config import pair_lang
 
@@ -83,6 +83,15 @@ def _not_closer(r) -> str:
     return f"{r.pair}: {what} ({r.low:+.3f} to {r.high:+.3f})"
 
 
+def _seed_note(part: pd.DataFrame) -> str:
+    if part["seeds"].max() > 1:
+        return ""
+    return (
+        " With one aligned encoder per pair (setting `distance_seeds`), the intervals cover the"
+        " held-out items, not the alignment seed."
+    )
+
+
 def closer_sentence(effect: pd.DataFrame, metric: str = "cos_pairs") -> str:
     """How many pairs alignment brought closer, read from the intervals of the pair cosine's
     change, and what it did to the others."""
@@ -93,15 +102,37 @@ def closer_sentence(effect: pd.DataFrame, metric: str = "cos_pairs") -> str:
         f"of {len(part)} pairs (95 % interval of the pair cosine's change above zero)"
     )
     others = [_not_closer(r) for r in part.itertuples() if r.verdict != GAIN]
-    return text + ("; " + "; ".join(others) if others else "") + "."
+    return text + ("; " + "; ".join(others) if others else "") + "." + _seed_note(part)
+
+
+def moved_sentence(effect: pd.DataFrame) -> str:
+    """Per measure, for how many pairs it rose and fell detectably, e.g. "Tatoeba retrieval
+    P@1, en→X: higher for 0 of 4 pairs, lower for 1"."""
+    parts = []
+    for metric in (m for m in ITEM_METRICS if m in set(effect["metric"])):
+        verdicts = effect.loc[effect["metric"] == metric, "verdict"]
+        parts.append(
+            f"{METRIC_LABELS[metric]}: higher for {int((verdicts == GAIN).sum())} of "
+            f"{len(verdicts)} pairs, lower for {int((verdicts == LOSS).sum())}"
+        )
+    return "; ".join(parts) + "."
 
 
 def effect_table(effect: pd.DataFrame) -> pd.DataFrame:
-    """One row per pair, one column per measure: the change and its interval, as text."""
+    """One row per pair, one column per measure (named in words): the change and its
+    interval, as text."""
     cells = effect.assign(
         cell=[f"{r.change:+.3f} [{r.low:+.3f}, {r.high:+.3f}]" for r in effect.itertuples()]
     )
-    return cells.pivot(index="pair", columns="metric", values="cell")
+    table = cells.pivot(index="pair", columns="metric", values="cell")
+    table = table[[m for m in ITEM_METRICS if m in table.columns]]
+    return table.rename(columns=METRIC_LABELS).rename_axis(index="pair", columns=None)
 
 
-__all__ = ["alignment_effect", "change_interval", "closer_sentence", "effect_table"]
+__all__ = [
+    "alignment_effect",
+    "change_interval",
+    "closer_sentence",
+    "effect_table",
+    "moved_sentence",
+]

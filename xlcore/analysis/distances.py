@@ -56,6 +56,19 @@ WORD_METRICS = (
     "p1_strong_bwd",
 )
 SENTENCE_METRICS = ("cos", "cos_random", "l2", "tatoeba_p1_fwd", "tatoeba_p1_bwd")
+METRIC_LABELS = {
+    "cos_pairs": "cosine of aligned word pairs",
+    "cos_random": "cosine of random pairs",
+    "p1_weak_fwd": "word retrieval P@1, en→X (weak)",
+    "p1_weak_bwd": "word retrieval P@1, X→en (weak)",
+    "p1_strong_fwd": "word retrieval P@1, en→X (strong)",
+    "p1_strong_bwd": "word retrieval P@1, X→en (strong)",
+    "cos": "cosine of parallel sentences",
+    "l2": "L2 distance of parallel sentences",
+    "tatoeba_p1_fwd": "Tatoeba retrieval P@1, en→X",
+    "tatoeba_p1_bwd": "Tatoeba retrieval P@1, X→en",
+}
+"""What each measure is called in figures and tables."""
 # Kept per item at the last layer, so that a change between two encoders has an interval.
 ITEM_METRICS = ("cos_pairs", "p1_strong_fwd", "cos", "tatoeba_p1_fwd")
 
@@ -408,19 +421,21 @@ def measure(
     max_length: int = 128,
     bf16: bool = False,
     seed: int = 0,
+    item_langs: Sequence[str] | None = None,
 ) -> Measured:
     """All distance records of one encoder (one row per language, layer, level and metric)
     and its per-item values.
 
     ``parallel[lang]`` and ``tatoeba[lang]`` are ``(english, x)`` sentence lists in
     correspondence. Languages may appear in any subset of the three inputs. ``seed`` draws the
-    random pairs.
+    random pairs. Per-item values are kept for ``item_langs`` (all languages when None).
     """
     out = Measured([], [])
 
     def add(lang: str, records: list[dict], items: list[dict]) -> None:
         out.records.extend({"lang": lang, **r} for r in records)
-        out.items.extend({"lang": lang, **r} for r in items)
+        if item_langs is None or lang in item_langs:
+            out.items.extend({"lang": lang, **r} for r in items)
 
     for lang, pairs in word_pairs.items():
         states = word_pair_states(model, tokenizer, pairs, max_length=max_length, bf16=bf16)
@@ -447,6 +462,7 @@ def measure(
 
 __all__ = [
     "ITEM_METRICS",
+    "METRIC_LABELS",
     "WORD_METRICS",
     "SENTENCE_METRICS",
     "WordPairSet",

@@ -36,6 +36,7 @@ class Spec:
     seed: int | None
     src_lang: str
     langs: tuple[str, ...]
+    item_langs: tuple[str, ...]  # per-item values kept (the pair languages: alignment's effect)
     distance_limit: int | None
     distance_word_pairs: int | None
     max_length: int
@@ -64,6 +65,7 @@ def planned(c: Config, name: str, record: dict, bf16: bool, inputs: Inputs) -> P
         **{"task": None, "regime": None, "pair": None, "seed": None, **record},
         src_lang=d.src_lang,
         langs=langs,
+        item_langs=d.pair_langs,
         distance_limit=c.analysis.distance_limit,
         distance_word_pairs=c.analysis.distance_word_pairs,
         max_length=MAX_LENGTH,
@@ -100,6 +102,7 @@ def run(spec: Spec, inputs: Inputs, out: runs.Run, ctx: StepContext) -> dict:
         max_length=spec.max_length,
         bf16=spec.bf16,
         seed=spec.sample_seed,
+        item_langs=spec.item_langs,
     )
     return {
         "records": [{**spec.record(), **r} for r in measured.records],
