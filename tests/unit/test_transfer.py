@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xlcore.analysis.transfer import delta_intervals, own_language_verdict, verdict_counts
+from xlcore.analysis.transfer import (
+    delta_intervals,
+    own_language_verdict,
+    seed_deltas,
+    verdict_counts,
+    widest_sentence,
+)
 
 
 def _frame(effects: dict, n=400, seeds=(1, 2, 3), words=None):
@@ -65,3 +71,20 @@ def test_own_language_verdict_follows_the_intervals():
     null = own_language_verdict(delta_intervals(_frame([("joint", "en-de", 0.0)])), "joint")
     assert null["undetected"] == 1
     assert "no effect was detectable" in null["sentence"]
+
+
+def test_the_widest_interval_is_explained_by_its_seeds_on_both_languages():
+    # en-de's seed 2 trained worse on German and English alike (same runs); en-ar is tight
+    frame = pd.concat(
+        [_frame([("sequential", "en-de", 0.0)]), _frame([("sequential", "en-de", 0.0)])],
+        keys=["de", "en"],
+    ).reset_index(level=0, names="on")
+    frame["lang"] = frame.pop("on")
+    bad = (frame["regime"] == "sequential") & (frame["seed"] == 2)
+    frame.loc[bad, "correct"] = (frame.loc[bad, "correct"] - 2).clip(lower=0)
+    per_seed = seed_deltas(frame, "pos", "sequential", "en-de", "de")
+    assert per_seed.idxmin() == 2 and per_seed[2] < -10 < per_seed[1]
+    text = widest_sentence(frame, delta_intervals(frame, n_boot=200))
+    assert text.startswith("The widest of these intervals, pos sequential on en-de")
+    assert "(seed 2)" in text and "the same runs moved en by" in text
+    assert widest_sentence(frame, delta_intervals(frame[frame["seed"] == 1], n_boot=50)) == ""

@@ -79,6 +79,46 @@ def delta_intervals(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def seed_deltas(
+    sentences: pd.DataFrame, task: str, regime: str, pair: str, lang: str,
+    baseline: str = "baseline",
+) -> pd.Series:  # fmt: skip
+    """Each seed's accuracy difference (points) of one case against the baseline of the same
+    seed, on the same test sentences: what an interval over seeds is made of."""
+
+    def accuracy(part: pd.DataFrame) -> pd.Series:
+        sums = part.groupby("seed")[["correct", "total"]].sum()
+        return 100 * sums["correct"] / sums["total"]
+
+    on = sentences[(sentences["task"] == task) & (sentences["lang"] == lang)]
+    treated = accuracy(on[(on["regime"] == regime) & (on["pair"] == pair)])
+    return (treated - accuracy(on[on["regime"] == baseline])).dropna()
+
+
+def widest_sentence(sentences: pd.DataFrame, intervals: pd.DataFrame, src_lang: str = "en") -> str:
+    """Where the widest own-language interval comes from: its seeds' differences, on the
+    pair's language and on English (the same runs), so a reader can tell a seed that trained
+    worse everywhere from a language effect."""
+    own = own_language(intervals, src_lang)
+    own = own[own["seeds"] > 1]
+    if own.empty:
+        return ""
+    r = own.loc[(own["high"] - own["low"]).idxmax()]
+    per_seed = {
+        lg: seed_deltas(sentences, r.task, r.regime, r.pair, lg) for lg in (r.lang, src_lang)
+    }
+
+    def listed(values: pd.Series) -> str:
+        return ", ".join(f"{v:+.1f} (seed {s})" for s, v in values.items())
+
+    return (
+        f"The widest of these intervals, {r.task} {r.regime} on {r.pair} ({r.low:+.1f} to "
+        f"{r.high:+.1f} points), is made of its seeds' differences on {r.lang}: "
+        f"{listed(per_seed[r.lang])}; the same runs moved {src_lang} by "
+        f"{listed(per_seed[src_lang])} points."
+    )
+
+
 def verdict_counts(intervals: pd.DataFrame, by=("task", "regime")) -> pd.DataFrame:
     """How many differences of each group are gains, losses and undetectable, with the median
     minimum detectable effect (points)."""
