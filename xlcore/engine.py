@@ -129,10 +129,11 @@ def _execute_here(steps: Steps, todo, deps, listener: Listener) -> dict[Path, Ba
 
 def raise_failures(failures: Mapping[Path, BaseException], deps: Mapping[Path, set]) -> None:
     """Report the runs that failed themselves (not those that only waited on a failed run):
-    one failure is raised as itself, several as one :class:`GridRunError` naming each."""
+    one failure is raised as itself, several as one :class:`GridRunError` naming each, in the
+    order of their run directories (not the order in which parallel workers failed)."""
     own = {
-        path: error
-        for path, error in failures.items()
+        path: failures[path]
+        for path in sorted(failures)
         if not _waits_on_failure(path, failures, deps)
     }
     if not own:
