@@ -101,3 +101,10 @@ def test_one_seed_says_its_interval_leaves_the_seed_out_and_measures_are_counted
         "cosine of aligned word pairs",
         "Tatoeba retrieval P@1, en→X",
     ]
+
+
+def test_no_measured_encoder_is_said_not_raised():
+    effect = alignment_effect(pd.DataFrame())
+    assert effect.empty and "verdict" in effect.columns
+    assert closer_sentence(effect).startswith("No aligned encoder's distances were measured")
+    assert moved_sentence(effect) == "no measure was computed."

@@ -64,6 +64,10 @@ def alignment_effect(
     ``items`` is :func:`xlcore.frames.distance_items`. Columns: pair, metric, lang, items, seeds,
     base, aligned, change, low, high, verdict.
     """
+    columns = ["pair", "metric", "lang", "items", "seeds", "base", "aligned", "change", "low",
+               "high", "verdict"]  # fmt: skip
+    if items.empty:
+        return pd.DataFrame(columns=columns)
     items = items[items["metric"].isin(metrics)]
     base = items[items["stage"] == "base"].set_index(["lang", "metric"])
     rows = []
@@ -75,7 +79,7 @@ def alignment_effect(
         ref = base.loc[[(lang, metric)]].iloc[0]
         aligned = [r for _, r in own.iterrows()]
         rows.append({"pair": pair, "metric": metric, "lang": lang, **change_interval(ref, aligned)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _not_closer(r) -> str:
@@ -96,6 +100,8 @@ def closer_sentence(effect: pd.DataFrame, metric: str = "cos_pairs") -> str:
     """How many pairs alignment brought closer, read from the intervals of the pair cosine's
     change, and what it did to the others."""
     part = effect[effect["metric"] == metric]
+    if part.empty:
+        return "No aligned encoder's distances were measured (setting `distance_seeds`)."
     gains = int((part["verdict"] == GAIN).sum())
     text = (
         f"Alignment brought word translations measurably closer at the last layer for {gains} "
@@ -115,7 +121,7 @@ def moved_sentence(effect: pd.DataFrame) -> str:
             f"{METRIC_LABELS[metric]}: higher for {int((verdicts == GAIN).sum())} of "
             f"{len(verdicts)} pairs, lower for {int((verdicts == LOSS).sum())}"
         )
-    return "; ".join(parts) + "."
+    return "; ".join(parts) + "." if parts else "no measure was computed."
 
 
 def effect_table(effect: pd.DataFrame) -> pd.DataFrame:
