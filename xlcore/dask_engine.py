@@ -137,11 +137,16 @@ def _run_when_ready(client, todo, deps, listener, jobs) -> dict[Path, BaseExcept
     whose input failed is never submitted (:func:`xlcore.engine.raise_failures` counts it)."""
     waiting, done, failures = list(todo), set(), {}
     running, paths = as_completed(), {}
+    # Deeper runs first: an evaluation starts as soon as its model is trained, rather than after
+    # every other ready fine-tuning, so weights are read and released early (peak disk).
+    priority = depths(deps)
 
     def submit_ready() -> None:
         for path in [p for p in waiting if deps[p] <= done]:
             waiting.remove(path)
-            future = client.submit(_compute, str(path), key=_key(path), pure=False)
+            future = client.submit(
+                _compute, str(path), key=_key(path), pure=False, priority=priority[path]
+            )
             paths[future.key] = path
             running.add(future)
 
@@ -156,6 +161,21 @@ def _run_when_ready(client, todo, deps, listener, jobs) -> dict[Path, BaseExcept
             failures[path] = _worker_error(path, future.exception(), jobs)
             listener.failed(path)
     return failures
+
+
+def depths(deps: Mapping[Path, set[Path]]) -> dict[Path, int]:
+    """Each run's depth in the plan: 0 for a run that reads no pending run, else one more than
+    the deepest run it reads."""
+    out: dict[Path, int] = {}
+
+    def depth(path: Path) -> int:
+        if path not in out:
+            out[path] = 1 + max((depth(d) for d in deps[path]), default=-1)
+        return out[path]
+
+    for path in deps:
+        depth(path)
+    return out
 
 
 def _worker_error(path: Path, error: BaseException, jobs: int) -> BaseException:

@@ -1,4 +1,4 @@
-"""How a grid reports runs that failed: once each, in a fixed order."""
+"""How a grid orders its runs and reports those that failed: once each, in a fixed order."""
 
 from pathlib import Path
 
@@ -16,3 +16,11 @@ def test_failures_are_named_in_run_order_whatever_order_workers_failed_in(capsys
     assert str(info.value).endswith("evaluate/pos-a, evaluate/pos-b: DataError: bad tag")
     assert str(info.value).startswith("2 runs failed")
     assert "evaluate/pos-a, evaluate/pos-b failed; 1 runs that need them" in capsys.readouterr().out
+
+
+def test_deeper_runs_go_first_on_a_cluster():
+    from xlcore.dask_engine import depths
+
+    align, finetune, evaluate, other = (Path(f"r/{k}/x") for k in ("a", "f", "e", "o"))
+    deps = {align: set(), finetune: {align}, evaluate: {finetune}, other: set()}
+    assert depths(deps) == {align: 0, finetune: 1, evaluate: 2, other: 0}
