@@ -103,7 +103,8 @@ class StepContext:
                 (src, "dev", spec.dev_limit),
                 *tests,
             ]:
-                texts.extend(map(get_task(task).text, self.task_data(task, lang, split, limit)))
+                examples = self.task_data(task, lang, split, limit)
+                texts.extend(examples[get_task(task).text_column])
         paired = [pair_lang(p, src) for p in spec.pairs]
         for lang in dict.fromkeys([*paired, *spec.distance_langs]):
             train, heldout = self.bitext(lang, spec.align_train_limit)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from xlcore.analysis.distances import METRIC_LABELS
+from xlcore.analysis.measures import METRIC_LABELS
 
 CONTROLS = ("pair", "task", "layer", "metric")
 

@@ -48,7 +48,7 @@ def distance_frame(grid) -> pd.DataFrame:
 
 
 def distance_items(grid) -> pd.DataFrame:
-    """Per-item values of :data:`xlcore.analysis.distances.ITEM_METRICS` at the last layer: one
+    """Per-item values of :data:`xlcore.analysis.measures.ITEM_METRICS` at the last layer: one
     row per encoder, language and metric, with lists ``item``, ``cluster`` (a word pair's
     sentence) and ``value``, and the columns of :func:`distance_frame` that name the encoder."""
     return _frame(grid, "distances", "items")

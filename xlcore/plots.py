@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from xlcore.analysis.distances import METRIC_LABELS
+from xlcore.analysis.measures import METRIC_LABELS
 from xlcore.analysis.relations import MIN_POINTS
 from xlcore.config import pair_lang
 

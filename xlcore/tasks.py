@@ -137,7 +137,7 @@ class Task:
     load: Callable  # (lang, split, source=, limit=) -> examples
     encode: Callable  # (tokenizer, examples, max_length) -> encoded examples
     score: Callable  # (encoded, predictions) -> metrics
-    text: Callable  # example -> what the tokenizer reads (words or a sentence)
+    text_column: str  # the dataset column the tokenizer reads (words or a sentence)
 
     @property
     def num_labels(self) -> int:
@@ -152,7 +152,7 @@ POS = Task(
     load=xdata.load_pos,
     encode=encode_pos,
     score=score_pos,
-    text=lambda ex: ex["tokens"],
+    text_column="tokens",
 )
 SIB = Task(
     name="sib",
@@ -162,7 +162,7 @@ SIB = Task(
     load=xdata.load_sib,
     encode=encode_sib,
     score=score_sib,
-    text=lambda ex: ex["text"],
+    text_column="text",
 )
 TASKS = MappingProxyType({t.name: t for t in (POS, SIB)})
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from xlcore.analysis.distances import (
-    ITEM_METRICS,
     WordPairSet,
     measure,
     sentence_measures,
     sentence_states,
     word_states,
 )
+from xlcore.analysis.measures import ITEM_METRICS
 from xlcore.analysis.neighbours import (
     cross_group_partners,
     derangement,

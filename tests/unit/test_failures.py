@@ -18,7 +18,7 @@ def test_failures_are_named_in_run_order_whatever_order_workers_failed_in(capsys
     assert "evaluate/pos-a, evaluate/pos-b failed; 1 runs that need them" in capsys.readouterr().out
 
 
-def test_deeper_runs_go_first_on_a_cluster():
+def test_run_depths_order_submissions_on_a_cluster():
     from xlcore.dask_engine import depths
 
     align, finetune, evaluate, other = (Path(f"r/{k}/x") for k in ("a", "f", "e", "o"))

@@ -2,7 +2,7 @@
 *Alignment*).
 
 The change of a distance measure (aligned − base, on the pair's own language, last layer) is read
-from per-item values (:data:`xlcore.analysis.distances.ITEM_METRICS`): the base and the aligned
+from per-item values (:data:`xlcore.analysis.measures.ITEM_METRICS`): the base and the aligned
 encoder are measured on the same word pairs and sentences, so each item is paired with itself.
 The interval is the paired hierarchical bootstrap of accuracy differences
 (:func:`xlcore.analysis.stats.delta_interval`) with a word pair's sentence as its cluster, since
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from xlcore.analysis.distances import ITEM_METRICS, METRIC_LABELS
+from xlcore.analysis.measures import ITEM_METRICS, METRIC_LABELS
 from xlcore.analysis.stats import GAIN, LOSS, delta_interval
 from xlcore.config import pair_lang
 

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from xlcore.align import MODEL_INPUTS
@@ -40,6 +39,7 @@ from xlcore.analysis.neighbours import (
     pair_cosines,
     retrieval_hits,
     retrieval_p1,
+    row_cosines,
     strong_retrieval_hits,
     strong_retrieval_p1,
 )
@@ -56,21 +56,6 @@ WORD_METRICS = (
     "p1_strong_bwd",
 )
 SENTENCE_METRICS = ("cos", "cos_random", "l2", "tatoeba_p1_fwd", "tatoeba_p1_bwd")
-METRIC_LABELS = {
-    "cos_pairs": "cosine of aligned word pairs",
-    "cos_random": "cosine of random pairs",
-    "p1_weak_fwd": "word retrieval P@1, en→X (weak)",
-    "p1_weak_bwd": "word retrieval P@1, X→en (weak)",
-    "p1_strong_fwd": "word retrieval P@1, en→X (strong)",
-    "p1_strong_bwd": "word retrieval P@1, X→en (strong)",
-    "cos": "cosine of parallel sentences",
-    "l2": "L2 distance of parallel sentences",
-    "tatoeba_p1_fwd": "Tatoeba retrieval P@1, en→X",
-    "tatoeba_p1_bwd": "Tatoeba retrieval P@1, X→en",
-}
-"""What each measure is called in figures and tables."""
-# Kept per item at the last layer, so that a change between two encoders has an interval.
-ITEM_METRICS = ("cos_pairs", "p1_strong_fwd", "cos", "tatoeba_p1_fwd")
 
 
 # ----------------------------------------------------------------------------- states
@@ -348,7 +333,7 @@ def word_items(states: PairStates) -> list[dict]:
         return []
     layer = states.src.shape[0] - 1
     s, t = states.src[layer], states.tgt[layer]
-    cos = (F.normalize(s.float(), dim=-1) * F.normalize(t.float(), dim=-1)).sum(-1)
+    cos = row_cosines(s, t)
     hits = strong_retrieval_hits(s, t, states.pair_ids)
     keyed = {"clusters": states.sentences, "items": states.links}
     return [
@@ -394,8 +379,7 @@ def sentence_items(
     """Last-layer cosine of each parallel sentence pair and Tatoeba hit (en→X) of each row."""
     layer = en_states.shape[0] - 1
     a, b = en_states[layer], x_states[layer]
-    cos = (F.normalize(a.float(), dim=-1) * F.normalize(b.float(), dim=-1)).sum(-1)
-    items = [_item_record("sentence", layer, "cos", cos)]
+    items = [_item_record("sentence", layer, "cos", row_cosines(a, b))]
     if tatoeba_en is not None and tatoeba_x is not None:
         hits = retrieval_hits(tatoeba_en[layer], tatoeba_x[layer])
         items.append(_item_record("sentence", layer, "tatoeba_p1_fwd", hits))
@@ -432,14 +416,16 @@ def measure(
     """
     out = Measured([], [])
 
+    def keeps(lang: str) -> bool:
+        return item_langs is None or lang in item_langs
+
     def add(lang: str, records: list[dict], items: list[dict]) -> None:
         out.records.extend({"lang": lang, **r} for r in records)
-        if item_langs is None or lang in item_langs:
-            out.items.extend({"lang": lang, **r} for r in items)
+        out.items.extend({"lang": lang, **r} for r in items)
 
     for lang, pairs in word_pairs.items():
         states = word_pair_states(model, tokenizer, pairs, max_length=max_length, bf16=bf16)
-        add(lang, word_records(states, seed), word_items(states))
+        add(lang, word_records(states, seed), word_items(states) if keeps(lang) else [])
 
     def pooled(texts: list[str]) -> torch.Tensor:
         return sentence_states(model, tokenizer, texts, max_length=max_length, bf16=bf16)
@@ -455,14 +441,12 @@ def measure(
         add(
             lang,
             sentence_measures(en_states, x_states, t_en, t_x, seed=seed),
-            sentence_items(en_states, x_states, t_en, t_x),
+            sentence_items(en_states, x_states, t_en, t_x) if keeps(lang) else [],
         )
     return out
 
 
 __all__ = [
-    "ITEM_METRICS",
-    "METRIC_LABELS",
     "WORD_METRICS",
     "SENTENCE_METRICS",
     "WordPairSet",

@@ -108,15 +108,19 @@ def cross_group_partners(groups: Sequence[int], seed: int = 0) -> torch.Tensor:
     return order[draw + size * (draw >= start)]
 
 
+def row_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The cosine of row ``i`` of ``a`` with row ``i`` of ``b``, for every ``i`` (in fp32)."""
+    return (F.normalize(a.float(), dim=-1) * F.normalize(b.float(), dim=-1)).sum(-1)
+
+
 def pair_cosines(
     a: torch.Tensor, b: torch.Tensor, partners: torch.Tensor | None = None
 ) -> tuple[float, float]:
     """Mean cosine of row-aligned pairs, and of mismatched pairs: row ``i`` of ``a`` with row
     ``partners[i]`` of ``b`` (default: a seeded :func:`derangement`); NaN without partners."""
-    a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
-    matched = (a * b).sum(-1).mean()
+    matched = float(row_cosines(a, b).mean())
     if partners is None:
         partners = derangement(len(a))
     if len(partners) == 0:
-        return float(matched), float("nan")
-    return float(matched), float((a * b[partners.to(b.device)]).sum(-1).mean())
+        return matched, float("nan")
+    return matched, float(row_cosines(a, b[partners.to(b.device)]).mean())

@@ -111,11 +111,14 @@ def widest_sentence(sentences: pd.DataFrame, intervals: pd.DataFrame, src_lang: 
     def listed(values: pd.Series) -> str:
         return ", ".join(f"{v:+.1f} (seed {s})" for s, v in values.items())
 
+    same = (intervals[["task", "regime", "pair"]] == [r.task, r.regime, r.pair]).all(axis=1)
+    src = intervals[same & (intervals["lang"] == src_lang)]
+    src_span = "".join(f" (interval {e.low:+.1f} to {e.high:+.1f})" for e in src.itertuples())
     return (
         f"The widest of these intervals, {r.task} {r.regime} on {r.pair} ({r.low:+.1f} to "
         f"{r.high:+.1f} points), is made of its seeds' differences on {r.lang}: "
         f"{listed(per_seed[r.lang])}; the same runs moved {src_lang} by "
-        f"{listed(per_seed[src_lang])} points."
+        f"{listed(per_seed[src_lang])} points{src_span}."
     )
 
 
