@@ -36,6 +36,13 @@ def set_rng_state(state: dict) -> None:
         torch.mps.set_rng_state(state["mps"])
 
 
+def due(done: int, total: int, every: int | None) -> bool:
+    """Whether a checkpoint is written after ``done`` of ``total`` steps: every ``every`` steps,
+    never after the last (the run's outputs follow) and never with ``every`` None (an
+    interrupted run then starts again)."""
+    return every is not None and done % every == 0 and done < total
+
+
 def resume(run: Run, device: torch.device, parts: Mapping[str, Stateful]) -> dict:
     """Load ``run``'s checkpoint, if it has one, into ``parts`` (by name) and restore the RNG;
     returns the loop's progress saved with it (empty without a checkpoint)."""

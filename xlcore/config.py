@@ -116,7 +116,7 @@ class FinetuneConfig(_Group):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = 0.01
     eval_steps: PositiveInt = 25
-    checkpoint_steps: PositiveInt = 25
+    checkpoint_steps: OptionalCount = 25  # None: no resume point (an interrupted run restarts)
     group_by_length: bool = True  # length-grouped training batches (less padding)
 
 

@@ -79,14 +79,14 @@ def align_encoder(
     learning_rate: float,
     device: torch.device,
     bf16: bool = False,
-    checkpoint_steps: int = 25,
+    checkpoint_steps: int | None = 25,
     progress: bool = True,
 ) -> dict:
     """Align ``encoder`` for ``steps`` steps (Adam, constant lr); resumable; returns metrics.
 
     The aligned encoder stays in ``encoder`` (the caller saves it); Adam is fused where torch
-    has it (:func:`_fused`). A checkpoint is written every ``checkpoint_steps`` steps (not after
-    the last).
+    has it (:func:`_fused`). A checkpoint is written every ``checkpoint_steps`` steps
+    (:func:`xlcore.checkpoint.due`).
     """
     encoder.to(device).train()
     objective.to(device)
@@ -106,7 +106,7 @@ def align_encoder(
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if (step + 1) % checkpoint_steps == 0 and step + 1 < steps:
+        if checkpoint.due(step + 1, steps, checkpoint_steps):
             checkpoint.save(run, parts, step=step + 1, losses=losses)
     k = max(1, min(10, len(losses) // 4))
     return {
@@ -137,7 +137,7 @@ class FinetuneSettings:
     weight_decay: float
     warmup_ratio: float
     eval_steps: int
-    checkpoint_steps: int
+    checkpoint_steps: int | None  # None: no resume point
     seed: int
     align_alpha: float = 0.1
     group_by_length: bool = False
@@ -205,7 +205,7 @@ def finetune(
             )
         state["log"].append(entry)
         bar.set_postfix(loss=f"{entry['task_loss']:.3f}")
-        if (step + 1) % s.checkpoint_steps == 0 and not last:
+        if checkpoint.due(step + 1, s.max_steps, s.checkpoint_steps):
             checkpoint.save(run, parts, **{**state, "step": step + 1})
     return {
         "best_dev_accuracy": state["best"]["dev"],

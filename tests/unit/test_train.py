@@ -141,7 +141,7 @@ def _objective(encoder, tok):
     )
 
 
-def _train(tmp_path, name, tok, data, *, strategy=None):
+def _train(tmp_path, name, tok, data, *, strategy=None, **settings):
     import copy
 
     encoder = copy.deepcopy(encoders.load("tiny-xlmr")[0])
@@ -156,7 +156,7 @@ def _train(tmp_path, name, tok, data, *, strategy=None):
         model,
         data,
         data,
-        settings=_settings(group_by_length=True),
+        settings=_settings(group_by_length=True, **settings),
         tokenizer=tok,
         device=torch.device("cpu"),
         objective=objective,
@@ -299,3 +299,17 @@ def test_progress_steps_outside_dask_are_the_plain_range():
     from xlcore import progress
 
     assert list(progress.steps("x", 3, 7, show=False)) == [3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(("every", "saved"), [(2, [2, 4]), (None, [])])
+def test_checkpoints_fall_every_checkpoint_steps_and_never_when_unset(
+    tiny, tmp_path, monkeypatch, every, saved
+):
+    import xlcore.checkpoint
+
+    _, tok = tiny
+    data = encode_pos(tok, load_pos("en", "train", SAMPLE_ROOT), 64)
+    steps = []
+    monkeypatch.setattr(xlcore.checkpoint, "save", lambda run, parts, **state: steps.append(state))
+    _train(tmp_path, "ckpt", tok, data, checkpoint_steps=every)
+    assert [s["step"] for s in steps] == saved  # never after the last of the 6 steps
