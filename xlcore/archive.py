@@ -54,8 +54,12 @@ class ArchiveError(XlcoreError):
 
 
 def config_digest(config: Config) -> str:
-    """Identifies a config by its profile and every setting."""
-    payload = json.dumps([config.profile, config.flat()], sort_keys=True, default=str)
+    """Identifies a config by its profile, every setting and the grid it is derived from (whose
+    encoder its runs read)."""
+    parts = [config.profile, config.flat()]
+    if config.derived_from is not None:
+        parts.append(config_digest(config.derived_from))
+    payload = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -1,5 +1,6 @@
 """The loss comparison: sequential alignment with each of several losses on one pair and task,
-each a small grid of its own (computed with the chapters' grids, read by the combining chapter)."""
+each a small grid derived from the chapter's (computed with the chapters' grids, read by the
+combining chapter); the default loss's runs and the baselines are the chapter grid's own."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def loss_comparison_configs(
     pair = pair or config.data.pairs[0]
     lang = pair_lang(pair, config.data.src_lang)
     return [
-        config.replace(
+        config.derived(
             align_loss=loss,
             pairs=(pair,),
             tgt_langs=(lang,),

@@ -175,6 +175,8 @@ class Config(BaseModel):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    # The grid this one is derived from (:meth:`derived`), whose trimmed encoder it shares.
+    derived_from: Config | None = Field(None, exclude=True, repr=False)
 
     def flat(self) -> dict[str, object]:
         """Every setting under its flat (override) name."""
@@ -214,6 +216,19 @@ class Config(BaseModel):
     def replace(self, **settings: object) -> Config:
         """A copy with some settings (flat names) changed, validated like overrides."""
         return _build(self.profile, {**self.flat(), **settings})
+
+    def derived(self, **settings: object) -> Config:
+        """A smaller grid read beside this one (a loss comparison, a longer baseline):
+        ``settings`` changed, the trimmed encoder this grid's, so that the runs both grids
+        declare (the baseline, an alignment they share) are one run each."""
+        config = self.replace(**settings)
+        return config.model_copy(update={"derived_from": self.vocabulary_grid})
+
+    @property
+    def vocabulary_grid(self) -> Config:
+        """The grid whose texts the trimmed vocabulary covers: this one, or the one it is
+        derived from."""
+        return self.derived_from or self
 
     def regime_pairs(self, regime: str) -> tuple[str, ...]:
         """The pairs a regime runs on (none for the baseline)."""

@@ -21,7 +21,7 @@ def length_config(config: Config, steps: int, task: str) -> Config:
     """The longer baseline: ``steps`` fine-tuning steps of ``task``, tested on English and the
     first pair's language."""
     pair = config.data.pairs[0]
-    return config.replace(
+    return config.derived(
         **{STEPS_KEY[task]: steps},
         pairs=(pair,),
         tgt_langs=(pair_lang(pair, config.data.src_lang),),

@@ -197,3 +197,28 @@ def test_a_setting_of_one_task_leaves_the_other_tasks_runs(tmp_path):
     a, b = _keys(before), _keys(after)
     assert {lb for lb in a if " pos-" in lb and a[lb] != b.get(lb)} == set()
     assert any(" sib-" in lb and a[lb] != b.get(lb) for lb in a)
+
+
+def test_derived_grids_share_the_trimmed_encoder_and_the_runs_they_repeat(tmp_path):
+    from xlcore.comparison import loss_comparison_configs
+    from xlcore.lengths import length_config
+
+    config = make_config("smoke", {"trim_vocab": True})
+    main = plan(config, root=tmp_path)
+    strong, l2 = loss_comparison_configs(config, ["infonce_strong", "l2"], task="pos")
+    for derived in (strong, l2, length_config(config, 30, "pos")):
+        assert _paths(plan(derived, root=tmp_path), "encoder") == _paths(main, "encoder")
+    same_loss = plan(strong, root=tmp_path)
+    assert _paths(same_loss, "finetune") < _paths(main, "finetune")  # baseline and sequential
+    assert _paths(same_loss, "align") < _paths(main, "align")
+    assert _paths(plan(l2, root=tmp_path), "align").isdisjoint(_paths(main, "align"))
+
+
+def test_an_archive_tells_a_derived_grid_by_the_grid_it_derives_from():
+    from xlcore.archive import config_digest
+
+    one, other = make_config("smoke"), make_config("smoke", {"tgt_langs": "de"})
+    derived = one.derived(tgt_langs=("de",))
+    assert derived.flat() == other.flat()
+    assert config_digest(derived) != config_digest(other)
+    assert config_digest(one.derived(tgt_langs=("de",))) == config_digest(derived)

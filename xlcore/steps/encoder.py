@@ -39,7 +39,9 @@ class Inputs:
 
 
 def planned(c: Config) -> Planned:
-    """The trimmed encoder of ``c``'s grid (it reads every split and sentence the grid reads)."""
+    """The trimmed encoder of ``c``'s grid (it reads every split and sentence the grid reads),
+    or of the grid ``c`` is derived from."""
+    c = c.vocabulary_grid
     d = c.data
     files = [(t, d.src_lang, s) for t in d.tasks for s in ("train", "dev")]
     files += [(t, lg, "test") for t in d.tasks for lg in d.test_langs]
