@@ -57,6 +57,7 @@ class Step:
     fn: Callable[[runs.Run], dict]
     seed: int | None = None
     label: str = ""
+    unweighted: tuple[str, ...] = ()  # inputs whose model weights the run does not read
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Grid:
         if all(s.run.path != run.path for s in self.steps):
             fn = functools.partial(step.run, spec, inputs, ctx=self.ctx)
             seed = getattr(spec, "seed", None)
-            self.steps.append(Step(run, fn, seed, f"{step.KIND} {planned.name}"))
+            label = f"{step.KIND} {planned.name}"
+            self.steps.append(Step(run, fn, seed, label, planned.unweighted))
         return run
 
 

@@ -2,7 +2,8 @@
 when a new run needs them.
 
 A fine-tuned model (134 MB for trimmed e5-small) is read only by its evaluation, distance and
-probe runs; an aligned encoder only by the runs fine-tuned or measured from it. With
+probe runs; an aligned encoder only by the runs fine-tuned or measured from it (a probe takes the
+alignment run's trained loss, a small file that stays). With
 ``keep_weights`` off, :func:`settle` deletes such weights once all their readers are complete,
 keeping the run complete: its metrics stay, its completion marker stops listing the file, and a
 hidden record keeps a digest of every tensor. When a later plan adds a reader (another target
@@ -72,23 +73,32 @@ def release(run: runs.Run) -> int:
     return freed
 
 
+def _weight_deps(step) -> list[Path]:
+    """The runs whose weights ``step`` reads."""
+    deps = step.run.spec["deps"].items()
+    return [Path(dep) for name, dep in deps if name not in step.unweighted]
+
+
 def readers(steps: Mapping[Path, tuple]) -> dict[Path, list[Path]]:
-    """For each planned run, the planned runs that read it."""
+    """For each planned run that another reads, the planned runs that read its weights (none
+    where they read other files of it only, as a probe reads an alignment's trained loss)."""
     out: dict[Path, list[Path]] = {}
     for path, (step, _) in steps.items():
         for dep in step.run.spec["deps"].values():
-            out.setdefault(Path(dep), []).append(path)
+            out.setdefault(Path(dep), [])
+        for dep in _weight_deps(step):
+            out[dep].append(path)
     return out
 
 
 def reclaim(steps: Mapping[Path, tuple], todo: Iterable[Path]) -> list[Path]:
-    """Mark incomplete every released run that a run of ``todo`` reads (and, in turn, the
-    released runs those read); returns them in plan order."""
+    """Mark incomplete every released run whose weights a run of ``todo`` reads (and, in
+    turn, the released runs those read); returns them in plan order."""
     wanted: set[Path] = set()
     stack = list(todo)
     while stack:
         step = steps[stack.pop()][0]
-        for dep in map(Path, step.run.spec["deps"].values()):
+        for dep in _weight_deps(step):
             if dep in steps and dep not in wanted and released(steps[dep][0].run):
                 wanted.add(dep)
                 stack.append(dep)
@@ -140,7 +150,8 @@ def settle(steps: Mapping[Path, tuple], keep: bool) -> int:
         reading = by_reader.get(path, [])
         if released(run) and any((run.path / n).exists() for n in WEIGHTS[run.kind]):
             _check_recomputed(run, [p for p in reading if steps[p][0].run.complete])
-        if not keep and reading and all(steps[p][0].run.complete for p in reading):
+        read = path in by_reader  # by a planned run, if only for other files
+        if not keep and read and all(steps[p][0].run.complete for p in reading):
             freed += release(run)
     return freed
 

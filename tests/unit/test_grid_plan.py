@@ -222,3 +222,24 @@ def test_an_archive_tells_a_derived_grid_by_the_grid_it_derives_from():
     assert derived.flat() == other.flat()
     assert config_digest(derived) != config_digest(other)
     assert config_digest(one.derived(tgt_langs=("de",))) == config_digest(derived)
+
+
+def test_a_probe_does_not_hold_the_aligned_encoders_whose_trained_loss_it_reads(tmp_path):
+    from xlcore import weights
+    from xlcore.grid import _steps_by_path
+
+    steps = _steps_by_path(
+        [plan(make_config("smoke", {"regimes": "baseline,sequential"}), root=tmp_path)]
+    )
+    by_reader = weights.readers(steps)
+    kind = {path: step.run.kind for path, (step, _) in steps.items()}
+    aligned = [p for p in steps if kind[p] == "align"]
+    probes = [p for p in steps if kind[p] == "probe"]
+    assert aligned and probes
+    for path in aligned:
+        assert {kind[r] for r in by_reader[path]} == {"finetune", "distances"}
+        assert any(path in map(Path, steps[p][0].run.spec["deps"].values()) for p in probes)
+    # a released aligned encoder is not recomputed for a probe that reads its loss only
+    (aligned[0] / weights.RELEASED).parent.mkdir(parents=True)
+    (aligned[0] / weights.RELEASED).write_text("{}")
+    assert weights.reclaim(steps, probes) == []

@@ -28,13 +28,16 @@ from xlcore import runs
 
 @dataclasses.dataclass(frozen=True)
 class Planned:
-    """A run to declare: its spec and input runs, its name, and the data files ``(task, lang,
-    split)`` it reads (their checksums are part of the run key)."""
+    """A run to declare: its spec and input runs, its name, the data files ``(task, lang,
+    split)`` it reads (their checksums are part of the run key), and the inputs whose weights it
+    does not read (:mod:`xlcore.weights` releases those without waiting for it)."""
 
     name: str
     spec: object
     inputs: object
     files: tuple[tuple[str, str, str | None], ...] = ()
+    # inputs (by :func:`input_runs` name) the run reads other files of than their model weights
+    unweighted: tuple[str, ...] = ()
 
     @property
     def step(self) -> ModuleType:
