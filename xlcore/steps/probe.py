@@ -117,7 +117,8 @@ def planned(c: Config, v: Variant, at: str, inputs: Inputs, dev_langs: tuple[str
         *((v.task, lang, "dev") for lang in targets),
         *((v.task, lang, "test") for lang in held_langs),
     )
-    # the alignment runs give their trained loss; only a sequential run's start is its weights
+    # a probe reads each alignment run's trained loss; the aligned weights only at the start
+    # of a sequential run (the encoder it starts from)
     own = v.pair if at == "start" and v.regime == "sequential" else None
     unweighted = tuple(f"aligned-{p}" for p in inputs.aligned if p != own)
     return Planned(f"{v.name}-{at}", spec, inputs, files, unweighted)
